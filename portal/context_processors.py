@@ -1,0 +1,13 @@
+from portal.roles import ADMINS, REVOPS
+
+
+def navigation(request) -> dict:
+    """What the navigation needs: which role-only entries this user may open."""
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return {}
+    groups = {g.name for g in user.groups.all()}
+    return {
+        "nav_is_admin": user.is_superuser or ADMINS in groups,
+        "nav_sees_audit": user.is_superuser or bool(groups & {ADMINS, REVOPS}),
+    }

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from portal import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("healthz", views.healthz, name="healthz"),
+    path("audit/", views.audit_list, name="audit"),
+    path("reviews/", views.placeholder, {"section": "reviews"}, name="reviews"),
+    path("metrics/", views.placeholder, {"section": "scorecards"}, name="scorecards"),
+    path("metrics/alerts/", views.placeholder, {"section": "alerts"}, name="alerts"),
+    path("agents/", include("agents.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

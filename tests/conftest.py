@@ -1,0 +1,73 @@
+"""Shared fixtures. Tests marked `postgres`, `redis` or `browser` need that service: they are
+skipped with a reason when it is missing, and fail instead when CI=true."""
+
+import functools
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+
+from tests import factories
+
+CI = os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
+CHROMIUM = os.environ.get("STEWARD_CHROMIUM", "/usr/bin/chromium")
+
+
+@functools.cache
+def postgres_available() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+@functools.cache
+def redis_available() -> bool:
+    if not settings.REDIS_URL:
+        return False
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(settings.REDIS_URL, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+@functools.cache
+def chromium_available() -> bool:
+    return os.path.exists(CHROMIUM) or shutil.which("chromium") is not None
+
+
+SERVICES = {
+    "postgres": (postgres_available, "PostgreSQL is not configured or not answering "
+                 "(set DATABASE_URL or start it on 127.0.0.1:5432)"),
+    "redis": (redis_available, "Redis is not configured or not answering "
+              "(set REDIS_URL or start it on 127.0.0.1:6379)"),
+    "browser": (chromium_available, f"Chromium is not installed at {CHROMIUM} "
+                "(apt-get install -y chromium)"),
+}
+
+
+def pytest_runtest_setup(item):
+    for marker, (available, reason) in SERVICES.items():
+        if item.get_closest_marker(marker) and not available():
+            if CI:
+                pytest.fail(f"{reason}; CI=true, so a missing service fails the run.")
+            pytest.skip(reason)
+
+
+def pytest_report_header(config):
+    from django.conf import settings as s
+
+    return (f"steward: database={s.DATABASES['default']['ENGINE'].rsplit('.', 1)[-1]} "
+            f"redis={'yes' if s.REDIS_URL else 'no'} CI={CI}")
+
+
+@pytest.fixture(autouse=True)
+def _audit_head_path(tmp_path, settings):
+    """Each test exports the audit chain head to its own file."""
+    settings.AUDIT_HEAD_PATH = tmp_path / "audit-head.json"
+
+
+@pytest.fixture
+def roles(db):
+    """One user per role, around two agents: `agent` (theirs) and `other` (not theirs)."""
+    return factories.make_roles()
