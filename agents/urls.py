@@ -1,2 +1,24 @@
+from django.urls import path
+
+from agents import views
+
 app_name = "agents"
-urlpatterns = []
+urlpatterns = [
+    path("", views.agent_list, name="list"),
+    path("new/", views.agent_create, name="create"),
+    path("<slug:slug>/", views.agent_detail, name="detail"),
+    path("<slug:slug>/edit/", views.agent_edit, name="edit"),
+    path("<slug:slug>/move/", views.agent_move, name="move"),
+    path("<slug:slug>/pause/", views.agent_pause, name="pause"),
+    path("<slug:slug>/resume/", views.agent_resume, name="resume"),
+    path("<slug:slug>/retire/", views.agent_retire, name="retire"),
+    path("<slug:slug>/accesses/", views.access_add, name="access-add"),
+    path("<slug:slug>/accesses/<int:pk>/remove/", views.access_remove, name="access-remove"),
+    path("<slug:slug>/guardrails/", views.guardrail_add, name="guardrail-add"),
+    path("<slug:slug>/guardrails/<int:pk>/remove/", views.guardrail_remove,
+         name="guardrail-remove"),
+    path("<slug:slug>/rollback-steps/", views.step_add, name="step-add"),
+    path("<slug:slug>/rollback-steps/<int:pk>/remove/", views.step_remove, name="step-remove"),
+    path("<slug:slug>/tokens/", views.token_create, name="token-create"),
+    path("<slug:slug>/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+]

@@ -38,3 +38,4 @@ STORAGES = {
 AUDIT_HEAD_PATH = VAR_DIR / "test" / f"audit-head-{os.getpid()}.json"
 CELERY_TASK_ALWAYS_EAGER = False
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+WHITENOISE_AUTOREFRESH = True  # no collectstatic needed for tests

@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import views
+from portal.health import healthz
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", healthz, name="healthz"),
     path("audit/", views.audit_list, name="audit"),
     path("reviews/", views.placeholder, {"section": "reviews"}, name="reviews"),
     path("metrics/", views.placeholder, {"section": "scorecards"}, name="scorecards"),

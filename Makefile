@@ -1,0 +1,68 @@
+# Steward. `make run` starts the portal with demo data; `make test` runs the whole suite.
+# Both create .venv and install the project on first use; later runs reinstall only when
+# pyproject.toml has changed (a stamp file under .venv remembers the last install).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+INSTALLED := $(VENV)/.installed
+INSTALLED_DEV := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help run test bench lint screenshot install install-dev
+
+help:
+	@echo "make run         the portal on http://127.0.0.1:$(PORT)/ with web, worker and beat (Ctrl-C stops all)"
+	@echo "make test        the whole test suite (pytest)"
+	@echo "make lint        ruff check"
+	@echo "make bench       the benchmarks under tests/perf"
+	@echo "make screenshot  docs/dashboard.png from the demo data"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	@touch $@
+
+$(INSTALLED_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@ $(INSTALLED)
+
+install: $(INSTALLED)
+install-dev: $(INSTALLED_DEV)
+
+# DJANGO_DEBUG=1 unless you set it: a local run needs no secret and serves static files itself.
+# With DJANGO_DEBUG=0 you also need DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS (see README).
+run: $(INSTALLED)
+	@set -e; \
+	export DJANGO_DEBUG="$${DJANGO_DEBUG-1}" STEWARD_PORT="$(PORT)" PATH="$(CURDIR)/$(BIN):$$PATH"; \
+	case "$$(echo "$$DJANGO_DEBUG" | tr A-Z a-z)" in \
+	  1|true|yes|on) ;; \
+	  *) python manage.py collectstatic --noinput --verbosity 0 ;; \
+	esac; \
+	python manage.py migrate --noinput; \
+	python manage.py seed_demo; \
+	echo; \
+	echo "Steward is starting on http://127.0.0.1:$(PORT)/ — log in with a demo account above."; \
+	echo "Web server, Celery worker and Celery beat run below; Ctrl-C stops all three."; \
+	echo; \
+	exec honcho start -f Procfile
+
+test: $(INSTALLED_DEV)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(INSTALLED_DEV)
+	@if [ -d tests/perf ]; then \
+	  $(BIN)/pytest tests/perf $(PYTEST_ARGS); \
+	else \
+	  echo "No benchmarks yet: they arrive with the review inbox issue (tests/perf/)."; \
+	fi
+
+lint: $(INSTALLED_DEV)
+	$(BIN)/ruff check .
+
+screenshot: $(INSTALLED_DEV)
+	$(BIN)/python tests/e2e/screenshot.py
