@@ -10,8 +10,8 @@ from agents.models import Agent, AgentToken, Guardrail, SystemAccess
 from portal.permissions import (
     CHANGE_AGENT,
     PAUSE_AGENT,
+    agent_permissions,
     get_visible_agent_or_404,
-    has_agent_perm,
     visible_agents,
 )
 
@@ -99,9 +99,10 @@ def lifecycle_moves(agent: Agent) -> list[LifecycleMove]:
 def agent_abilities(*, user, agent: Agent) -> dict:
     """What the user may do on this agent's page."""
     retired = agent.status == Agent.Status.RETIRED
-    can_change = has_agent_perm(user, CHANGE_AGENT, agent)
+    held = agent_permissions(user, agent)
+    can_change = CHANGE_AGENT in held
     return {
         "can_change": can_change and not retired,
-        "can_pause": has_agent_perm(user, PAUSE_AGENT, agent) and not retired,
+        "can_pause": PAUSE_AGENT in held and not retired,
         "can_retire": can_change and not retired,
     }

@@ -7,6 +7,7 @@ or through a group).
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from guardian.core import ObjectPermissionChecker
 from guardian.shortcuts import get_objects_for_user
 
 VIEW_AGENT = "agents.view_agent"
@@ -36,6 +37,17 @@ def has_agent_perm(user, perm: str, agent=None) -> bool:
     if user.has_perm(perm):
         return True
     return agent is not None and user.has_perm(perm, agent)
+
+
+def agent_permissions(user, agent) -> set[str]:
+    """Every agent permission `user` holds on `agent`, in two queries at most (for pages)."""
+    if user is None or not user.is_active:
+        return set()
+    held = {perm for perm in AGENT_PERMISSIONS if user.has_perm(perm)}
+    if held != set(AGENT_PERMISSIONS):
+        codenames = ObjectPermissionChecker(user).get_perms(agent)
+        held |= {f"agents.{codename}" for codename in codenames}
+    return held
 
 
 def require_agent_perm(user, perm: str, agent=None) -> None:

@@ -1,0 +1,73 @@
+"""Every page of the registry, as every role, on an agent they relate to and one they don't.
+
+One table of expectations; a row is (method, url name, which agent) and the answer per role.
+302 = redirected (to login for anonymous, or back to the page after a successful action).
+"""
+
+import pytest
+from django.urls import reverse
+
+pytestmark = pytest.mark.django_db
+
+ROLES = ["anonymous", "viewer", "reviewer", "other_reviewer", "pauser", "owner", "revops",
+         "admin"]
+
+# The role's own agent ("agent") and someone else's ("other").
+EXPECTED = {
+    ("GET", "agents:list", None):        [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "agents:create", None):      [302, 403, 403, 403, 403, 200, 403, 200],
+    ("GET", "agents:detail", "agent"):   [302, 404, 200, 404, 200, 200, 200, 200],
+    ("GET", "agents:detail", "other"):   [302, 404, 404, 200, 404, 404, 200, 200],
+    ("GET", "agents:edit", "agent"):     [302, 404, 403, 404, 403, 200, 403, 200],
+    ("GET", "agents:edit", "other"):     [302, 404, 404, 403, 404, 404, 403, 200],
+    ("POST", "agents:pause", "agent"):   [302, 404, 403, 404, 302, 302, 403, 302],
+    ("POST", "agents:pause", "other"):   [302, 404, 404, 403, 404, 404, 403, 302],
+    ("POST", "agents:move", "agent"):    [302, 404, 403, 404, 403, 302, 403, 302],
+    ("POST", "agents:retire", "agent"):  [302, 404, 403, 404, 403, 302, 403, 302],
+    ("POST", "agents:retire", "other"):  [302, 404, 404, 403, 404, 404, 403, 302],
+    ("POST", "agents:token-create", "agent"): [302, 404, 403, 404, 403, 200, 403, 200],
+    ("POST", "agents:token-create", "other"): [302, 404, 404, 403, 404, 404, 403, 200],
+    ("POST", "agents:access-add", "agent"):   [302, 404, 403, 404, 403, 302, 403, 302],
+    ("POST", "agents:guardrail-add", "other"): [302, 404, 404, 403, 404, 404, 403, 302],
+    ("POST", "agents:step-add", "agent"):     [302, 404, 403, 404, 403, 302, 403, 302],
+    ("GET", "dashboard", None):          [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "audit", None):              [302, 403, 403, 403, 403, 403, 200, 200],
+    ("GET", "reviews", None):            [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "scorecards", None):         [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "alerts", None):             [302, 200, 200, 200, 200, 200, 200, 200],
+}
+
+POST_DATA = {
+    "agents:pause": {"reason": "Checking the kill switch"},
+    "agents:move": {"to_status": "pilot"},
+    "agents:retire": {"confirm": "on", "reason": "Replaced"},
+    "agents:token-create": {"name": "ci"},
+    "agents:access-add": {"max_kind": "read"},  # system filled in by the test
+    "agents:guardrail-add": {"name": "Stage", "field": "changes.stage", "operator": "changed",
+                             "effect": "review"},
+    "agents:step-add": {"title": "Undo", "instructions": "Revert the record."},
+}
+
+CASES = [(method, name, which, role, expected[i])
+         for (method, name, which), expected in EXPECTED.items()
+         for i, role in enumerate(ROLES)]
+
+
+@pytest.mark.parametrize(("method", "name", "which", "role", "expected"), CASES,
+                         ids=[f"{m} {n} {w or ''} as {r}" for m, n, w, r, _ in CASES])
+def test_page_answers_each_role(client, roles, method, name, which, role, expected):
+    if role != "anonymous":
+        client.force_login(getattr(roles, role))
+    url = reverse(name, args=[getattr(roles, which).slug] if which else [])
+    if method == "GET":
+        response = client.get(url)
+    else:
+        data = dict(POST_DATA.get(name, {}))
+        if name == "agents:access-add":
+            from tests.factories import SystemFactory
+            data["system"] = SystemFactory(slug="crm").pk
+        response = client.post(url, data)
+    assert response.status_code == expected, response.content[:300]
+    if role == "anonymous":
+        assert response.url.startswith(reverse("login"))
+
