@@ -22,6 +22,7 @@ EXPECTED = {
     ("GET", "agents:edit", "other"):     [302, 404, 404, 403, 404, 404, 403, 200],
     ("POST", "agents:pause", "agent"):   [302, 404, 403, 404, 302, 302, 403, 302],
     ("POST", "agents:pause", "other"):   [302, 404, 404, 403, 404, 404, 403, 302],
+    ("POST", "agents:resume", "agent"):  [302, 404, 403, 404, 302, 302, 403, 302],
     ("POST", "agents:move", "agent"):    [302, 404, 403, 404, 403, 302, 403, 302],
     ("POST", "agents:retire", "agent"):  [302, 404, 403, 404, 403, 302, 403, 302],
     ("POST", "agents:retire", "other"):  [302, 404, 404, 403, 404, 404, 403, 302],

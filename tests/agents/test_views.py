@@ -253,3 +253,11 @@ def test_audit_page_filters_by_agent_and_verb(client, roles):
                           for e in events)
     bad = client.get(reverse("audit"), {"since": "2026-02-01", "until": "2026-01-01"})
     assert "The end date is before the start date." in bad.content.decode()
+
+
+def test_forbidden_page_says_why(client, roles):
+    client.force_login(roles.reviewer)
+    response = client.get(reverse("agents:edit", args=[roles.agent.slug]))
+    assert response.status_code == 403
+    assert "You may not change this agent; ask one of its owners or an admin." in (
+        response.content.decode())
