@@ -70,9 +70,8 @@ def visible_agents(user, queryset=None):
 
 def get_visible_agent_or_404(user, slug: str, queryset=None):
     """The agent if `user` may see it; 404 otherwise, so hidden agents do not leak their slug."""
+    agents = visible_agents(user, queryset)
     try:
-        return visible_agents(user, queryset).get(slug=slug)
-    except Exception as exc:  # DoesNotExist of whatever queryset was given
-        if exc.__class__.__name__ == "DoesNotExist":
-            raise Http404("No such agent.") from None
-        raise
+        return agents.get(slug=slug)
+    except agents.model.DoesNotExist:
+        raise Http404("No such agent.") from None
