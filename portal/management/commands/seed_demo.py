@@ -1,0 +1,117 @@
+"""`python manage.py seed_demo`: demo people, then the demo registry (demo/registry.yaml).
+
+Idempotent. Users are created when missing and never changed afterwards. The registry file is
+applied with apply_agents the first time; once its agents exist it is left alone, so what
+someone changed in the portal survives a restart of `make run` (`--reset` re-applies the
+file and brings the demo back to how it ships).
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from agents import registry_yaml
+from agents.models import Agent
+from portal import audit
+from portal.roles import ADMINS, OWNERS, REVIEWERS, REVOPS
+
+DEMO_PASSWORD = "steward-demo"
+DEMO_REGISTRY = Path(settings.BASE_DIR) / "demo" / "registry.yaml"
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    first_name: str
+    last_name: str
+    role: str
+    groups: tuple[str, ...] = ()
+    superuser: bool = False
+
+
+CAST = (
+    DemoUser("admin", "Ada", "Admin", "admin (superuser, /admin/)", (ADMINS,), superuser=True),
+    DemoUser("rachel", "Rachel", "Reyes", "RevOps lead: sees every agent", (REVOPS,)),
+    DemoUser("rob", "Rob", "Rossi", "reviewer of every demo agent", (REVIEWERS,)),
+    DemoUser("maria", "Maria", "Moreau", "manager: reviews refunds over 500", (REVIEWERS,)),
+    DemoUser("bob", "Bob", "Brown", "business owner", (OWNERS,)),
+    DemoUser("paula", "Paula", "Petrova", "process owner", (OWNERS,)),
+    DemoUser("tim", "Tim", "Tanaka", "technical owner", (OWNERS,)),
+    DemoUser("olivia", "Olivia", "Okafor", "may pause agents"),
+    DemoUser("dana", "Dana", "Dubois", "data source maintainer"),
+    DemoUser("victor", "Victor", "Varga", "viewer: no agents"),
+)
+
+
+class Command(BaseCommand):
+    help = "Create the demo users and load demo/registry.yaml (safe to run again)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--reset", action="store_true",
+                            help="Re-apply demo/registry.yaml even if the demo is loaded, "
+                                 "undoing changes made to the demo agents in the portal.")
+        parser.add_argument("--force", action="store_true",
+                            help="Run even with DEBUG off (the demo passwords are public).")
+
+    def handle(self, *args, reset: bool, force: bool, **options) -> None:
+        if not settings.DEBUG and not force:
+            raise CommandError("seed_demo creates a superuser with a public password; it runs "
+                               "only with DJANGO_DEBUG=1 (or pass --force on a throwaway "
+                               "installation).")
+        with transaction.atomic():
+            created = self.create_users()
+            if reset or not self.registry_loaded():
+                call_command("apply_agents", str(DEMO_REGISTRY), stdout=self.stdout,
+                             stderr=self.stderr)
+            else:
+                self.stdout.write("The demo registry is already loaded; left as it is "
+                                  "(--reset re-applies demo/registry.yaml).")
+        self.print_logins(created)
+
+    def create_users(self) -> set[str]:
+        """Create the missing demo users (password set without the validators: it is a demo)."""
+        User = get_user_model()
+        created = set()
+        for person in CAST:
+            if User.objects.filter(username=person.username).exists():
+                continue
+            user = User(username=person.username, first_name=person.first_name,
+                        last_name=person.last_name, email=f"{person.username}@example.com",
+                        is_staff=person.superuser, is_superuser=person.superuser)
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+            user.groups.set(Group.objects.filter(name__in=person.groups))
+            audit.record(actor=None, verb="user.created", obj=user,
+                         data={"username": user.username, "groups": list(person.groups),
+                               "superuser": person.superuser, "because": "demo data"})
+            created.add(person.username)
+        return created
+
+    def registry_loaded(self) -> bool:
+        try:
+            registry = registry_yaml.load_file(DEMO_REGISTRY)
+        except registry_yaml.RegistryError as exc:
+            raise CommandError(f"{DEMO_REGISTRY}: nothing was changed.\n"
+                               + "\n".join(exc.messages)) from None
+        slugs = [agent["slug"] for agent in registry.agents]
+        return Agent.objects.filter(slug__in=slugs).count() == len(slugs)
+
+    def print_logins(self, created: set[str]) -> None:
+        rows = [("username", "role", "password")] + [
+            (p.username, p.role, DEMO_PASSWORD) for p in CAST]
+        widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        self.stdout.write("")
+        self.stdout.write(self.style.SUCCESS("Demo logins"))
+        for index, row in enumerate(rows):
+            cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            self.stdout.write("  ".join(cells).rstrip())
+            if index == 0:
+                self.stdout.write("  ".join("-" * width for width in widths))
+        if len(created) < len(CAST):
+            self.stdout.write("(Users that already existed keep the password they have.)")
