@@ -35,18 +35,18 @@ install: $(INSTALLED)
 install-dev: $(INSTALLED_DEV)
 
 # DJANGO_DEBUG=1 unless you set it: a local run needs no secret and serves static files itself.
-# With DJANGO_DEBUG=0 you also need DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS (see README).
+# With DJANGO_DEBUG=0 you also need DJANGO_SECRET_KEY and DJANGO_ALLOWED_HOSTS (see README);
+# static files are collected and the demo data is not loaded.
 run: $(INSTALLED)
 	@set -e; \
 	export DJANGO_DEBUG="$${DJANGO_DEBUG-1}" STEWARD_PORT="$(PORT)" PATH="$(CURDIR)/$(BIN):$$PATH"; \
-	case "$$(echo "$$DJANGO_DEBUG" | tr A-Z a-z)" in \
-	  1|true|yes|on) ;; \
-	  *) python manage.py collectstatic --noinput --verbosity 0 ;; \
-	esac; \
+	case "$$(echo "$$DJANGO_DEBUG" | tr A-Z a-z)" in 1|true|yes|on) debug=1 ;; *) debug= ;; esac; \
+	[ -n "$$debug" ] || python manage.py collectstatic --noinput --verbosity 0; \
 	python manage.py migrate --noinput; \
-	python manage.py seed_demo; \
+	if [ -n "$$debug" ]; then python manage.py seed_demo; \
+	else echo "DJANGO_DEBUG is off: no demo data loaded (its passwords are public)."; fi; \
 	echo; \
-	echo "Steward is starting on http://127.0.0.1:$(PORT)/ — log in with a demo account above."; \
+	echo "Steward is starting on http://127.0.0.1:$(PORT)/$${debug:+ — log in with a demo account above}."; \
 	echo "Web server, Celery worker and Celery beat run below; Ctrl-C stops all three."; \
 	echo; \
 	exec honcho start -f Procfile

@@ -50,8 +50,8 @@ def broker_status() -> str:
             return _error(exc)
         return "ok"
     options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
-    folders = {options[key] for key in ("data_folder_in", "data_folder_out", "processed_folder")
-               if options.get(key)}
+    keys = ("data_folder_in", "data_folder_out", "processed_folder", "control_folder")
+    folders = {options[key] for key in keys if options.get(key)}
     for folder in sorted(folders):
         path = Path(folder)
         if not path.is_dir():

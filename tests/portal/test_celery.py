@@ -3,7 +3,11 @@
 import os
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
@@ -62,13 +66,6 @@ def test_delay_on_commit_sends_nothing_before_the_transaction_commits(
     assert len(callbacks) == 1  # queued for the commit, not sent
 
 
-def test_beat_schedules_only_tasks_that_exist():
-    app.loader.import_default_modules()
-    scheduled = {entry["task"] for entry in app.conf.beat_schedule.values()}
-    assert "portal.tasks.audit_seal" in scheduled
-    assert scheduled <= set(app.tasks)
-
-
 @pytest.mark.django_db
 def test_a_task_delivered_too_often_is_dropped_instead_of_run_again():
     limit = settings.CELERY_TASK_MAX_DELIVERIES
@@ -102,15 +99,12 @@ def _database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
-@pytest.mark.postgres
-@pytest.mark.redis
-@pytest.mark.django_db(transaction=True)
-def test_a_real_worker_seals_the_audit_trail(tmp_path):
-    from portal.tasks import audit_seal
+@contextmanager
+def real_worker(tmp_path: Path, *, queue: str, pool: str = "solo") -> Iterator[Path]:
+    """A `celery worker` process on the test database and Redis; yields its log file.
 
-    events = [audit.record(actor=None, verb="test.event", data={"n": n}) for n in range(3)]
-    # A queue of our own, so a developer's running worker cannot take the message.
-    queue = f"steward-test-{uuid.uuid4().hex[:12]}"
+    It listens on a queue of its own, so a developer's running worker cannot take our messages.
+    """
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "portal.settings",
@@ -122,19 +116,17 @@ def test_a_real_worker_seals_the_audit_trail(tmp_path):
         "STEWARD_AUDIT_HEAD_PATH": str(tmp_path / "audit-head.json"),
         "STEWARD_AUDIT_HMAC_KEY": settings.AUDIT_HMAC_KEY,
     }
-    log_path = tmp_path / "worker.log"
+    log_path = tmp_path / f"worker-{queue}.log"
     with open(log_path, "wb") as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo",
-             "--queues", queue, "--without-heartbeat", "--without-gossip", "--without-mingle",
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", f"--pool={pool}",
+             "--concurrency=1", "--queues", queue, "--include", __name__,
+             "--without-heartbeat", "--without-gossip", "--without-mingle",
              "--loglevel=INFO", "--hostname", f"{queue}@%h"],
             cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
-            result = audit_seal.apply_async(queue=queue)
-            result.get(timeout=60)
-        except Exception:
-            pytest.fail(f"the worker did not run the task; its log:\n{log_path.read_text()}")
+            yield log_path
         finally:
             worker.terminate()
             try:
@@ -143,9 +135,48 @@ def test_a_real_worker_seals_the_audit_trail(tmp_path):
                 worker.kill()
                 worker.wait()
 
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_seals_the_audit_trail(tmp_path):
+    from portal.tasks import audit_seal
+
+    events = [audit.record(actor=None, verb="test.event", data={"n": n}) for n in range(3)]
+    with real_worker(tmp_path, queue="steward-test-worker") as log_path:
+        try:
+            result = audit_seal.apply_async(queue="steward-test-worker")
+            sealed_by_worker = result.get(timeout=60)
+        except Exception:
+            pytest.fail(f"the worker did not run the task; its log:\n{log_path.read_text()}")
+
+    assert sealed_by_worker == len(events)
     sealed = AuditEvent.objects.filter(pk__in=[e.pk for e in events], seq__isnull=False)
     assert sealed.count() == len(events)
     delivery = TaskDelivery.objects.get(task_id=result.id)
     assert delivery.task_name == "portal.tasks.audit_seal"
     assert delivery.deliveries == 1
     assert delivery.finished_at is not None
+
+
+@app.task(name="tests.portal.test_celery.kill_the_worker")
+def kill_the_worker() -> None:
+    os._exit(1)  # like an out-of-memory kill: no exception, no acknowledgement
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_kills_its_worker_is_redelivered_then_given_up(tmp_path):
+    limit = settings.CELERY_TASK_MAX_DELIVERIES
+    with real_worker(tmp_path, queue="steward-test-crash", pool="prefork") as log_path:
+        result = kill_the_worker.apply_async(queue="steward-test-crash")
+        deadline = time.monotonic() + 90
+        while not TaskDelivery.objects.filter(task_id=result.id, gave_up=True).exists():
+            if time.monotonic() > deadline:
+                pytest.fail(f"the task was never given up; worker log:\n{log_path.read_text()}")
+            time.sleep(0.5)
+
+    delivery = TaskDelivery.objects.get(task_id=result.id)
+    assert delivery.deliveries == limit + 1  # redelivered after each crash, then dropped
+    assert delivery.task_name == kill_the_worker.name
