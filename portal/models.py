@@ -100,5 +100,11 @@ class TaskDelivery(models.Model):
         cls.objects.filter(task_id=task_id).update(finished_at=timezone.now())
 
     @classmethod
+    def purge_finished(cls, *, older_than) -> int:
+        """Forget finished deliveries; a task id redelivered after this starts counting anew."""
+        deleted, _ = cls.objects.filter(finished_at__lt=timezone.now() - older_than).delete()
+        return deleted
+
+    @classmethod
     def give_up(cls, *, task_id: str) -> None:
         cls.objects.filter(task_id=task_id).update(gave_up=True, finished_at=timezone.now())

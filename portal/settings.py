@@ -219,7 +219,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.audit_seal",
         "schedule": env_int("STEWARD_AUDIT_SEAL_SECONDS", 60),
     },
+    "purge-task-deliveries": {
+        "task": "portal.tasks.task_deliveries_purge",
+        "schedule": 24 * 3600,
+    },
 }
+STEWARD_TASK_DELIVERY_RETENTION_DAYS = env_int("STEWARD_TASK_DELIVERY_RETENTION_DAYS", 7)
 
 LOGGING = {
     "version": 1,

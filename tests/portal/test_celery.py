@@ -86,6 +86,25 @@ def test_a_task_delivered_too_often_is_dropped_instead_of_run_again():
 
 
 @pytest.mark.django_db
+def test_purge_forgets_only_deliveries_that_finished_long_ago():
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from portal.tasks import task_deliveries_purge
+
+    old, recent, running = (str(uuid.uuid4()) for _ in range(3))
+    for task_id in (old, recent, running):
+        count_run.apply(args=["x"], task_id=task_id)
+    TaskDelivery.objects.filter(task_id=old).update(
+        finished_at=timezone.now() - timedelta(days=settings.STEWARD_TASK_DELIVERY_RETENTION_DAYS,
+                                               minutes=1))
+    TaskDelivery.objects.filter(task_id=running).update(finished_at=None)
+    assert task_deliveries_purge.apply().get() == 1
+    assert set(TaskDelivery.objects.values_list("task_id", flat=True)) == {recent, running}
+
+
+@pytest.mark.django_db
 def test_a_direct_call_is_not_counted_as_a_delivery():
     assert count_run("inline") == "inline"
     assert not TaskDelivery.objects.exists()
