@@ -5,6 +5,7 @@ from django.contrib import admin
 from guardian.admin import GuardedModelAdminMixin
 
 from agents.models import Agent, AgentToken, DataSource, System
+from portal.admin import ReadOnlyAdmin
 
 
 @admin.register(System)
@@ -18,17 +19,6 @@ class DataSourceAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "approved", "maintainer", "refreshed_at", "max_age"]
     list_filter = ["approved"]
     search_fields = ["name", "slug"]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 @admin.register(Agent)

@@ -79,7 +79,14 @@ class AgentForm(forms.ModelForm):
         return data
 
 
-class AccessForm(forms.Form):
+class ServiceForm(forms.Form):
+    """A form whose cleaned data are a service's keyword arguments."""
+
+    def service_kwargs(self) -> dict:
+        return dict(self.cleaned_data)
+
+
+class AccessForm(ServiceForm):
     system = forms.ModelChoiceField(queryset=System.objects.order_by("name"))
     max_kind = forms.ChoiceField(choices=AccessKind.choices, label="Up to",
                                  initial=AccessKind.READ)
@@ -96,7 +103,7 @@ def parse_value(text: str):
     return text
 
 
-class GuardrailForm(forms.Form):
+class GuardrailForm(ServiceForm):
     name = forms.CharField(max_length=160,
                            widget=forms.TextInput(
                                attrs={"placeholder": "Refunds over 500 need a manager"}))
@@ -127,7 +134,7 @@ class GuardrailForm(forms.Form):
         return data
 
 
-class RollbackStepForm(forms.Form):
+class RollbackStepForm(ServiceForm):
     title = forms.CharField(max_length=160,
                             widget=forms.TextInput(attrs={"placeholder": "Discard the draft"}))
     instructions = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}))

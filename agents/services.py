@@ -286,7 +286,8 @@ GUARDRAIL_FIELDS = ["name", "system", "operation", "field", "operator", "value",
                     "route_to_group"]
 
 
-def _guardrail_snapshot(guardrail: Guardrail) -> dict:
+def guardrail_snapshot(guardrail: Guardrail) -> dict:
+    """The guardrail as plain values: what audit events record and agents-as-code compares."""
     return {
         "name": guardrail.name,
         "system": guardrail.system.slug if guardrail.system_id else None,
@@ -306,21 +307,21 @@ def guardrail_create(*, actor, agent: Agent, **fields) -> Guardrail:
     _full_clean(guardrail)
     guardrail.save()
     audit.record(actor=actor, verb="guardrail.created", obj=guardrail, agent=agent,
-                 data=_guardrail_snapshot(guardrail))
+                 data=guardrail_snapshot(guardrail))
     return guardrail
 
 
 @transaction.atomic
 def guardrail_update(*, actor, guardrail: Guardrail, **fields) -> Guardrail:
     _editable(actor, guardrail.agent)
-    before = _guardrail_snapshot(guardrail)
+    before = guardrail_snapshot(guardrail)
     for name, value in fields.items():
         if name not in GUARDRAIL_FIELDS:
             raise ValueError(f"{name} is not an editable guardrail field")
         setattr(guardrail, name, value)
     _full_clean(guardrail)
     guardrail.save()
-    changes = audit.diff(before, _guardrail_snapshot(guardrail))
+    changes = audit.diff(before, guardrail_snapshot(guardrail))
     if changes:
         audit.record(actor=actor, verb="guardrail.changed", obj=guardrail,
                      agent=guardrail.agent, data={"changes": changes})
@@ -331,7 +332,7 @@ def guardrail_update(*, actor, guardrail: Guardrail, **fields) -> Guardrail:
 def guardrail_delete(*, actor, guardrail: Guardrail) -> None:
     _editable(actor, guardrail.agent)
     audit.record(actor=actor, verb="guardrail.deleted", obj=guardrail, agent=guardrail.agent,
-                 data=_guardrail_snapshot(guardrail))
+                 data=guardrail_snapshot(guardrail))
     guardrail.delete()
 
 

@@ -118,18 +118,28 @@ def _inline_response(request, agent_slug: str, section: str, **bound):
                   {"agent": agent, **_inline_forms(**bound)})
 
 
-@require_POST
-def access_add(request, slug):
+def _inline_add(request, slug, *, form_class, section: str, form_key: str, create):
+    """Validate the form, call `create(agent, **cleaned)`, re-render the section.
+
+    On success the section comes back with an empty form; on a refusal, with the errors next
+    to the fields they concern (or as flash messages after a plain POST).
+    """
     agent = _agent_for_change(request, slug)
-    form = AccessForm(request.POST)
+    form = form_class(request.POST)
     if form.is_valid():
         try:
-            services.system_access_set(actor=request.user, agent=agent, **form.cleaned_data)
-            form = AccessForm()
+            create(actor=request.user, agent=agent, **form.service_kwargs())
+            form = form_class()
         except ValidationError as exc:
             add_service_errors(form, exc)
     _flash_errors(request, form)
-    return _inline_response(request, slug, "accesses", access_form=form)
+    return _inline_response(request, slug, section, **{form_key: form})
+
+
+@require_POST
+def access_add(request, slug):
+    return _inline_add(request, slug, form_class=AccessForm, section="accesses",
+                       form_key="access_form", create=services.system_access_set)
 
 
 @require_POST
@@ -142,16 +152,8 @@ def access_remove(request, slug, pk):
 
 @require_POST
 def guardrail_add(request, slug):
-    agent = _agent_for_change(request, slug)
-    form = GuardrailForm(request.POST)
-    if form.is_valid():
-        try:
-            services.guardrail_create(actor=request.user, agent=agent, **form.service_kwargs())
-            form = GuardrailForm()
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-    _flash_errors(request, form)
-    return _inline_response(request, slug, "guardrails", guardrail_form=form)
+    return _inline_add(request, slug, form_class=GuardrailForm, section="guardrails",
+                       form_key="guardrail_form", create=services.guardrail_create)
 
 
 @require_POST
@@ -164,16 +166,8 @@ def guardrail_remove(request, slug, pk):
 
 @require_POST
 def step_add(request, slug):
-    agent = _agent_for_change(request, slug)
-    form = RollbackStepForm(request.POST)
-    if form.is_valid():
-        try:
-            services.rollback_step_add(actor=request.user, agent=agent, **form.cleaned_data)
-            form = RollbackStepForm()
-        except ValidationError as exc:
-            add_service_errors(form, exc)
-    _flash_errors(request, form)
-    return _inline_response(request, slug, "steps", step_form=form)
+    return _inline_add(request, slug, form_class=RollbackStepForm, section="steps",
+                       form_key="step_form", create=services.rollback_step_add)
 
 
 @require_POST

@@ -10,13 +10,8 @@ admin.site.index_title = "Users, groups and catalogue"
 admin.site.register(User, UserAdmin)
 
 
-@admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
-    """Read-only: the audit trail is append-only."""
-
-    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_repr"]
-    list_filter = ["verb", "actor_type"]
-    search_fields = ["actor_label", "object_repr", "verb"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records that change only through services (or never): look, don't touch."""
 
     def has_add_permission(self, request):
         return False
@@ -26,6 +21,15 @@ class AuditEventAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(ReadOnlyAdmin):
+    """The audit trail is append-only."""
+
+    list_display = ["id", "seq", "created_at", "actor_label", "verb", "object_repr"]
+    list_filter = ["verb", "actor_type"]
+    search_fields = ["actor_label", "object_repr", "verb"]
 
 
 @admin.register(TaskDelivery)

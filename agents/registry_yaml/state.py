@@ -9,7 +9,8 @@ from django.contrib.auth.models import Group
 from django.contrib.contenttypes.models import ContentType
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from agents.models import Agent, DataSource, Guardrail, System
+from agents.models import Agent, DataSource, System
+from agents.services import guardrail_snapshot
 
 Status = Agent.Status
 
@@ -33,17 +34,7 @@ def group_state(group: Group) -> dict:
             "members": sorted(u.get_username() for u in group.user_set.all())}
 
 
-def guardrail_state(guardrail: Guardrail) -> dict:
-    return {
-        "name": guardrail.name,
-        "system": guardrail.system.slug if guardrail.system_id else None,
-        "operation": guardrail.operation,
-        "field": guardrail.field,
-        "operator": guardrail.operator,
-        "value": guardrail.value,
-        "effect": guardrail.effect,
-        "route_to_group": guardrail.route_to_group.name if guardrail.route_to_group_id else None,
-    }
+guardrail_state = guardrail_snapshot  # the same plain values the audit trail records
 
 
 def perm_holders(agents: list[Agent], codename: str) -> tuple[dict, dict]:
