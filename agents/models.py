@@ -131,6 +131,9 @@ class Agent(models.Model):
     pause_reason = models.TextField(blank=True)
     status_before_pause = models.CharField(max_length=10, choices=Status.choices, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)
+    policy_version = models.PositiveIntegerField(
+        default=1, help_text="Raised on every change the gate judges by; each decision "
+        "records the version it was made under.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,7 +12,7 @@ from decimal import Decimal
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import F, Max
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
@@ -110,6 +110,12 @@ def _check_autonomy(*, actor, agent: Agent, old_level: int | None) -> None:
                                "an admin's approval; ask a member of Admins."})
 
 
+def _policy_changed(*agents: Agent) -> None:
+    """The gate judges by a cached snapshot keyed by this version: every change must raise it."""
+    Agent.objects.filter(pk__in=[a.pk for a in agents]).update(
+        policy_version=F("policy_version") + 1)
+
+
 def _full_clean(obj, exclude=None) -> None:
     obj.full_clean(exclude=exclude, validate_constraints=True)
 
@@ -160,6 +166,7 @@ def agent_update(*, actor, agent: Agent, pausers=None, sources=None, **fields) -
         agent.sources.set(sources)
     changes = audit.diff(before, agent_snapshot(agent))
     if changes:
+        _policy_changed(agent)
         audit.record(actor=actor, verb="agent.changed", obj=agent, data={"changes": changes})
         _sync_role_permissions(actor=actor, agent=agent, before=perms_before,
                                after=_role_permissions(agent))
@@ -189,7 +196,8 @@ def agent_move(*, actor, agent: Agent, to_status: str) -> Agent:
                               f"{lifecycle.describe_gaps(missing)}.")
     old = agent.status
     agent.status = to_status
-    agent.save(update_fields=["status", "updated_at"])
+    agent.policy_version += 1
+    agent.save(update_fields=["status", "policy_version", "updated_at"])
     audit.record(actor=actor, verb="agent.moved", obj=agent, data={"from": old, "to": to_status})
     return agent
 
@@ -205,8 +213,9 @@ def agent_pause(*, actor, agent: Agent, reason: str) -> Agent:
         raise ValidationError(f"{agent.name} is already {agent.status}.")
     agent.status_before_pause, agent.status = agent.status, Agent.Status.PAUSED
     agent.paused_at, agent.paused_by, agent.pause_reason = timezone.now(), actor, reason.strip()
+    agent.policy_version += 1
     agent.save(update_fields=["status", "status_before_pause", "paused_at", "paused_by",
-                              "pause_reason", "updated_at"])
+                              "pause_reason", "policy_version", "updated_at"])
     audit.record(actor=actor, verb="agent.paused", obj=agent,
                  data={"reason": agent.pause_reason, "was": agent.status_before_pause})
     return agent
@@ -223,8 +232,9 @@ def agent_resume(*, actor, agent: Agent) -> Agent:
     reason = agent.pause_reason
     agent.status_before_pause, agent.paused_at, agent.paused_by, agent.pause_reason = (
         "", None, None, "")
+    agent.policy_version += 1
     agent.save(update_fields=["status", "status_before_pause", "paused_at", "paused_by",
-                              "pause_reason", "updated_at"])
+                              "pause_reason", "policy_version", "updated_at"])
     audit.record(actor=actor, verb="agent.resumed", obj=agent,
                  data={"to": agent.status, "pause_reason": reason})
     return agent
@@ -239,7 +249,8 @@ def agent_retire(*, actor, agent: Agent, reason: str = "") -> Agent:
         raise ValidationError(f"{agent.name} is already retired.")
     old = agent.status
     agent.status, agent.retired_at = Agent.Status.RETIRED, timezone.now()
-    agent.save(update_fields=["status", "retired_at", "updated_at"])
+    agent.policy_version += 1
+    agent.save(update_fields=["status", "retired_at", "policy_version", "updated_at"])
     audit.record(actor=actor, verb="agent.retired", obj=agent,
                  data={"from": old, "reason": reason.strip()})
     return agent
@@ -267,6 +278,7 @@ def system_access_set(*, actor, agent: Agent, system: System, max_kind: str) -> 
         access = SystemAccess(agent=agent, system=system)
     access.max_kind = max_kind
     access.save()
+    _policy_changed(agent)
     audit.record(actor=actor, verb="access.set", obj=access, agent=agent,
                  data={"system": system.slug, "changes": {"max_kind": [old, max_kind]}})
     return access
@@ -278,6 +290,7 @@ def system_access_remove(*, actor, access: SystemAccess) -> None:
     audit.record(actor=actor, verb="access.removed", obj=access, agent=access.agent,
                  data={"system": access.system.slug, "max_kind": access.max_kind})
     access.delete()
+    _policy_changed(access.agent)
 
 
 # --- guardrails ------------------------------------------------------------------------------
@@ -306,6 +319,7 @@ def guardrail_create(*, actor, agent: Agent, **fields) -> Guardrail:
     guardrail = Guardrail(agent=agent, **fields)
     _full_clean(guardrail)
     guardrail.save()
+    _policy_changed(agent)
     audit.record(actor=actor, verb="guardrail.created", obj=guardrail, agent=agent,
                  data=guardrail_snapshot(guardrail))
     return guardrail
@@ -323,6 +337,7 @@ def guardrail_update(*, actor, guardrail: Guardrail, **fields) -> Guardrail:
     guardrail.save()
     changes = audit.diff(before, guardrail_snapshot(guardrail))
     if changes:
+        _policy_changed(guardrail.agent)
         audit.record(actor=actor, verb="guardrail.changed", obj=guardrail,
                      agent=guardrail.agent, data={"changes": changes})
     return guardrail
@@ -334,6 +349,7 @@ def guardrail_delete(*, actor, guardrail: Guardrail) -> None:
     audit.record(actor=actor, verb="guardrail.deleted", obj=guardrail, agent=guardrail.agent,
                  data=guardrail_snapshot(guardrail))
     guardrail.delete()
+    _policy_changed(guardrail.agent)
 
 
 # --- rollback runbook ------------------------------------------------------------------------
@@ -489,6 +505,7 @@ def data_source_save(*, actor, slug: str, **fields) -> DataSource:
     changes = audit.diff(before, _source_snapshot(source))
     if changes:
         source.save()
+        _policy_changed(*source.agents.all())
         audit.record(actor=actor, verb="data_source.saved", obj=source,
                      data={"changes": changes})
     return source

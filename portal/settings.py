@@ -39,6 +39,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "template_partials",
     "guardian",
+    "ninja",  # its docs page then uses its bundled static files, not a CDN
     "portal",
     "agents",
     "reviews",
@@ -55,7 +56,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    "portal.middleware.LoginRequiredMiddleware",
+    "portal.middleware.ApiBodyLimitMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -171,6 +173,10 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# --- The gate and reviews -----------------------------------------------------------------
+STEWARD_REVIEW_DUE_HOURS = env_int("STEWARD_REVIEW_DUE_HOURS", 24)
+STEWARD_API_MAX_BODY_BYTES = 256 * 1024
 
 # --- Audit trail -----------------------------------------------------------------------------
 # The chain head is exported outside the database after every seal, with an HMAC keyed by a

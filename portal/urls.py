@@ -2,13 +2,15 @@ from django.contrib import admin
 from django.urls import include, path
 
 from portal import views
+from portal.api import api
 from portal.health import healthz
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("healthz", healthz, name="healthz"),
     path("audit/", views.audit_list, name="audit"),
-    path("reviews/", views.placeholder, {"section": "reviews"}, name="reviews"),
+    path("reviews/", include("reviews.urls")),
+    path("api/v1/", api.urls),
     path("metrics/", views.placeholder, {"section": "scorecards"}, name="scorecards"),
     path("metrics/alerts/", views.placeholder, {"section": "alerts"}, name="alerts"),
     path("agents/", include("agents.urls")),

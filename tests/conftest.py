@@ -86,6 +86,16 @@ def _audit_head_path(tmp_path, settings):
     settings.AUDIT_HEAD_PATH = tmp_path / "audit-head.json"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_gate_caches():
+    """Databases are rebuilt per test and ids may repeat: never reuse another test's policy."""
+    from reviews import gate
+
+    gate.clear_caches()
+    yield
+    gate.clear_caches()
+
+
 @pytest.fixture
 def roles(db):
     """One user per role, around two agents: `agent` (theirs) and `other` (not theirs)."""

@@ -1,0 +1,210 @@
+"""The gate: judge one proposed action, store it, audit it, answer. The hot path.
+
+Concurrency (the kill switch): each call reads the agent's row with `SELECT … FOR SHARE`
+inside its transaction, and pausing takes `FOR UPDATE` on the same row (agents.services).
+A pause therefore waits for the gate calls already past that read, and every call that reads
+after the pause committed sees `paused`: once a pause has committed, nothing is allowed.
+Approvals take the same share lock (reviews.services).
+
+Blast radius: when an `execute` action would be counted against `max_writes_per_hour`, the
+call also takes a per-agent advisory lock, so two calls cannot both see "one write left".
+"""
+
+import hashlib
+import json
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
+from django.utils import timezone
+
+from agents import snapshots
+from agents.models import AgentToken, DataSource, System
+from agents.policy import Action, Counters, Decision, decide
+from portal import audit
+from reviews.models import ActionRequest
+
+BLAST_RADIUS_LOCK_CLASS = 4201  # first key of pg_advisory_xact_lock(class, agent id)
+MONTH_COST_TTL_SECONDS = 15.0
+
+# The part of a proposal an approval authorises: its SHA-256 binds a decision to it.
+PROPOSAL_FIELDS = ("system", "operation", "kind", "target", "summary", "changes", "content",
+                   "amount", "currency", "sources")
+
+# A test may set this to a callable run between reading the policy and storing the decision,
+# to prove the kill-switch lock matters (tests/reviews/test_kill_switch.py).
+after_policy_read = None
+
+
+class GateInputError(Exception):
+    """The proposal names something that does not exist: answered with 400."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field, self.message = field, message
+
+
+@dataclass(frozen=True)
+class GateResult:
+    action: ActionRequest
+    created: bool  # False: an earlier request with the same idempotency key
+
+
+def proposal_digest(proposal: dict) -> str:
+    """SHA-256 of the canonical JSON of what an approval would authorise."""
+    canonical = {name: proposal.get(name) for name in PROPOSAL_FIELDS}
+    if canonical.get("amount") is not None:
+        canonical["amount"] = str(Decimal(str(canonical["amount"])).normalize())
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _system_id(slug: str, policy) -> int:
+    """Systems the agent may use come with the snapshot; any other costs one query."""
+    system_id = policy.system_ids.get(slug)
+    if system_id is None:
+        system_id = System.objects.filter(slug=slug).values_list("id", flat=True).first()
+        if system_id is None:
+            raise GateInputError("system", f"Unknown system '{slug}'. Systems are registered "
+                                 "by an admin; ask for it to be added.")
+    return system_id
+
+
+def _check_sources(slugs: list[str], declared: dict) -> None:
+    unknown = [s for s in slugs if s not in declared
+               and not DataSource.objects.filter(slug=s).exists()]
+    if unknown:
+        raise GateInputError("sources", f"Unknown data source '{unknown[0]}'.")
+
+
+_month_cost: dict[int, tuple[float, str, float]] = {}  # agent id -> (expires, month, usd)
+_month_cost_lock = threading.Lock()
+
+
+def _month_cost_usd(agent_id: int, now: datetime) -> float:
+    """This month's spend, recounted at most every MONTH_COST_TTL_SECONDS per process."""
+    month = now.strftime("%Y-%m")
+    cached = _month_cost.get(agent_id)
+    if cached and cached[0] > time.monotonic() and cached[1] == month:
+        return cached[2]
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    total = (ActionRequest.objects.filter(agent_id=agent_id, created_at__gte=start)
+             .aggregate(total=Sum("cost_usd"))["total"]) or 0
+    with _month_cost_lock:
+        _month_cost[agent_id] = (time.monotonic() + MONTH_COST_TTL_SECONDS, month, float(total))
+    return float(total)
+
+
+def clear_caches() -> None:
+    """Forget per-process caches (tests rebuild the database between cases)."""
+    with _month_cost_lock:
+        _month_cost.clear()
+    snapshots.clear_cache()
+
+
+def _writes_last_hour(agent_id: int, now: datetime, limit: int) -> int:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                           [BLAST_RADIUS_LOCK_CLASS, agent_id])
+    recent = ActionRequest.objects.filter(
+        agent_id=agent_id, kind="execute", decision="allow",
+        created_at__gte=now - timedelta(hours=1))
+    return recent[:limit].count()  # stop counting at the limit: the index scan stays short
+
+
+def lock_agent_for_share(agent_id: int) -> int:
+    """Read the agent's policy version under a share lock (see the module docstring)."""
+    suffix = " FOR SHARE" if connection.vendor == "postgresql" else ""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT policy_version FROM agents_agent WHERE id = %s{suffix}",
+                       [agent_id])
+        return cursor.fetchone()[0]
+
+
+def propose(*, token: AgentToken, proposal: dict) -> GateResult:
+    """Judge, store and audit one proposal from the agent holding `token`."""
+    agent_id = token.agent_id
+    key = proposal.get("idempotency_key")
+    if key:
+        earlier = ActionRequest.objects.filter(agent_id=agent_id, idempotency_key=key).first()
+        if earlier is not None:
+            return GateResult(earlier, created=False)
+    try:
+        with transaction.atomic():
+            return GateResult(_judge_and_store(token, agent_id, proposal), True)
+    except IntegrityError:
+        if not key:
+            raise
+        # The same key raced us to the insert: answer with the request that won.
+        return GateResult(ActionRequest.objects.get(agent_id=agent_id, idempotency_key=key),
+                          created=False)
+
+
+def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> ActionRequest:
+    version = lock_agent_for_share(agent_id)
+    policy = snapshots.policy_snapshot(agent_id, version)
+    system_id = _system_id(proposal["system"], policy)
+    sources = list(proposal.get("sources") or [])
+    _check_sources(sources, policy.sources)
+    if after_policy_read is not None:
+        after_policy_read()
+    now = timezone.now()
+    counters = Counters(
+        writes_last_hour=(_writes_last_hour(agent_id, now, policy.max_writes_per_hour)
+                          if proposal["kind"] == "execute" and policy.max_writes_per_hour
+                          else 0),
+        month_cost_usd=(_month_cost_usd(agent_id, now)
+                        if policy.monthly_cost_budget is not None else 0.0),
+    )
+    action = ActionRequest(agent_id=agent_id, token=token, created_at=now,
+                           system_id=system_id, policy_version=version)
+    for name in ("operation", "kind", "target", "summary", "content", "currency", "prompt",
+                 "tokens", "idempotency_key"):
+        setattr(action, name, proposal.get(name) or ("" if name not in (
+            "tokens", "idempotency_key") else None))
+    action.changes = proposal.get("changes") or {}
+    action.sources = sources
+    action.amount = proposal.get("amount")
+    action.cost_usd = proposal.get("cost_usd")
+    action.confidence = proposal.get("confidence")
+    decision = decide(policy, Action(
+        request_id=str(action.public_id), system=proposal["system"],
+        operation=action.operation, kind=action.kind, target=action.target,
+        summary=action.summary, changes=action.changes, content=action.content,
+        amount=float(action.amount) if action.amount is not None else None,
+        currency=action.currency, confidence=action.confidence, sources=tuple(sources),
+    ), counters, now)
+    _apply_decision(action, decision, proposal, now)
+    action.save(force_insert=True)
+    audit.record(actor=token.agent, verb="action.proposed", obj=action, agent=token.agent,
+                 data={"request": str(action.public_id), "prompt": action.prompt,
+                       "proposal": {name: proposal.get(name) for name in PROPOSAL_FIELDS},
+                       "decision": action.decision, "status": action.status,
+                       "sampled": action.sampled, "reasons": action.reasons,
+                       "policy_version": version,
+                       "fired_guardrail_ids": action.fired_guardrail_ids})
+    return action
+
+
+def _apply_decision(action: ActionRequest, decision: Decision, proposal: dict,
+                    now: datetime) -> None:
+    action.decision = decision.outcome
+    action.status = ActionRequest.STATUS_FOR_DECISION[decision.outcome]
+    action.reasons = [reason.as_dict() for reason in decision.reasons]
+    action.sampled = decision.sampled
+    action.fired_guardrail_ids = list(decision.fired_guardrail_ids)
+    action.proposal_sha256 = proposal_digest(proposal)
+    if decision.outcome == ActionRequest.Decision.REVIEW:
+        action.due_at = now + timedelta(hours=settings.STEWARD_REVIEW_DUE_HOURS)
+        if decision.route_to_group:
+            action.route_to_group = Group.objects.filter(name=decision.route_to_group).first()
+    elif decision.sampled:
+        action.due_at = now + timedelta(hours=settings.STEWARD_REVIEW_DUE_HOURS)
