@@ -2,7 +2,7 @@ from uuid import UUID
 
 from django.http import Http404
 from django.urls import reverse
-from ninja import Router
+from ninja import Router, Status
 
 from reviews import gate, services
 from reviews.models import ActionRequest
@@ -29,7 +29,7 @@ def propose(request, proposal: ProposalIn):
     `idempotency_key` was seen before. A `review` waits in the inbox: poll
     `GET /actions/{id}` until its status is `approved` or `rejected`."""
     result = gate.propose(token=request.agent_token, proposal=proposal.dict())
-    return (201 if result.created else 200), _decision(request, result.action)
+    return Status(201 if result.created else 200, _decision(request, result.action))
 
 
 def _own_action(request, action_id: UUID) -> ActionRequest:
@@ -73,5 +73,5 @@ def report_outcome(request, action_id: UUID, body: OutcomeIn):
             agent=request.agent_token.agent, action=action, outcome=body.outcome,
             detail=body.detail)
     except services.ActionStateError as exc:
-        return 409, {"detail": str(exc)}
-    return 200, _detail(request, action)
+        return Status(409, {"detail": str(exc)})
+    return Status(200, _detail(request, action))
