@@ -225,6 +225,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "portal.tasks.audit_seal",
         "schedule": env_int("STEWARD_AUDIT_SEAL_SECONDS", 60),
     },
+    "budget-warnings": {
+        "task": "reviews.tasks.budget_warnings_send",
+        "schedule": 3600,
+    },
     "purge-task-deliveries": {
         "task": "portal.tasks.task_deliveries_purge",
         "schedule": 24 * 3600,

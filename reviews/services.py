@@ -4,6 +4,8 @@ Approvals take the same share lock on the agent's row as the gate (reviews.gate)
 pause has committed no approval of that agent's items can succeed.
 """
 
+from decimal import Decimal
+
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -99,3 +101,50 @@ def action_outcome_report(*, agent: Agent, action: ActionRequest, outcome: str,
     audit.record(actor=agent, verb=f"action.{outcome}", obj=action, agent=agent,
                  data={"request": str(action.public_id), "from": previous, "detail": detail})
     return action
+
+
+BUDGET_WARNING_SHARE = Decimal("0.8")
+
+
+def budget_warnings_send(*, now=None) -> list[str]:
+    """Tell the owners of each agent that has used 80% of its monthly budget, once a month.
+
+    Run by beat (not by the gate: a gate call enqueues nothing). Returns the agents' slugs.
+    """
+    from django.core.mail import send_mail
+    from django.db.models import Sum
+
+    from portal.models import AuditEvent
+
+    now = now or timezone.now()
+    month = now.strftime("%Y-%m")
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    warned = []
+    agents = (Agent.objects.filter(monthly_cost_budget__gt=0)
+              .exclude(status=Agent.Status.RETIRED)
+              .select_related("business_owner", "process_owner", "technical_owner"))
+    spend = dict(ActionRequest.objects.filter(agent__in=agents, created_at__gte=start)
+                 .values_list("agent").annotate(total=Sum("cost_usd")).order_by())
+    for agent in agents:
+        spent = spend.get(agent.pk) or 0
+        if spent < agent.monthly_cost_budget * BUDGET_WARNING_SHARE:
+            continue
+        if AuditEvent.objects.filter(verb="agent.budget_warning", agent=agent,
+                                     data__month=month).exists():
+            continue
+        share = spent / agent.monthly_cost_budget
+        recipients = sorted({u.email for u in agent.owners.values() if u and u.email})
+        with transaction.atomic():
+            audit.record(actor=None, verb="agent.budget_warning", obj=agent,
+                         data={"month": month, "spent_usd": str(round(spent, 2)),
+                               "budget_usd": str(agent.monthly_cost_budget),
+                               "notified": recipients})
+        if recipients:
+            send_mail(
+                subject=f"[Steward] {agent.name} has used {share:.0%} of its monthly budget",
+                message=(f"{agent.name} has spent ${spent:.2f} of its ${agent.monthly_cost_budget}"
+                         f" budget for {month}. At 100% its actions go to review (reason "
+                         "'budget').\n\nYou receive this as one of its owners."),
+                from_email=None, recipient_list=recipients, fail_silently=False)
+        warned.append(agent.slug)
+    return warned

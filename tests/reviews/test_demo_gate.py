@@ -1,5 +1,7 @@
 """The demo agents behave as configured when they call the gate."""
 
+from io import StringIO
+
 import pytest
 from django.core.management import call_command
 
@@ -12,7 +14,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def demo(client):
-    call_command("seed_demo", "--force", stdout=open("/dev/null", "w"))
+    call_command("seed_demo", "--force", stdout=StringIO())
 
     def api_for(slug: str) -> AgentClient:
         agent = Agent.objects.get(slug=slug)
