@@ -35,3 +35,35 @@ def test_owner_logs_in_and_opens_their_agent(live_server):
         expect(page).to_have_url(f"{live_server.url}/agents/refund-replies/")
         expect(page.get_by_role("heading", level=1)).to_contain_text("Refund replies")
         expect(page.locator("p.outcome")).to_have_text(agent.business_outcome)
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_owner_pauses_an_agent_after_confirming(live_server):
+    from playwright.sync_api import expect
+
+    from agents import services
+    from agents.models import Agent
+
+    owner = UserFactory(username="olga-owner", groups=[OWNERS])
+    agent = make_agent(owner=owner, slug="refund-replies", name="Refund replies", ready=True)
+    services.agent_move(actor=None, agent=agent, to_status="pilot")
+    dialogs = []
+
+    with chromium_page() as page:
+        page.goto(f"{live_server.url}/accounts/login/?next=/agents/refund-replies/")
+        page.get_by_label("Username").fill(owner.username)
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+
+        page.get_by_label("Pause this agent now: reason").fill("Replies quote the old policy")
+        page.once("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.accept()))
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.get_by_role("alert").filter(has_text="Paused")).to_contain_text(
+            "Replies quote the old policy")
+        expect(page.get_by_role("button", name="Resume")).to_be_visible()
+
+    assert dialogs and "every action of it is blocked" in dialogs[0]
+    agent = Agent.objects.get(slug="refund-replies")
+    assert (agent.status, agent.pause_reason, agent.paused_by) == (
+        "paused", "Replies quote the old policy", owner)
