@@ -125,6 +125,13 @@ class Agent(models.Model):
                                               blank=True, help_text="USD a month.")
     review_cadence = models.CharField(max_length=10, choices=Cadence.choices,
                                       default=Cadence.WEEKLY)
+    review_sla_hours = models.PositiveSmallIntegerField(
+        default=24, help_text="How long a reviewer has for an item of this agent.")
+    callback_url = models.URLField(
+        blank=True, help_text="Steward POSTs each review decision here, signed with "
+        "HMAC-SHA256 (see the README).")
+    callback_secret = models.CharField(max_length=64, blank=True,
+                                       help_text="The key of the callback's signature.")
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+")

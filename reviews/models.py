@@ -77,6 +77,32 @@ class ActionRequest(models.Model):
     edited_changes = models.JSONField(null=True, blank=True)
     edited_content = models.TextField(null=True, blank=True)
 
+    # SLA: past due_at the item is escalated once, and expires later (reviews.tasks).
+    escalated_at = models.DateTimeField(null=True, blank=True)
+
+    # After-the-fact review of a sampled (allowed) action.
+    class SampleVerdict(models.TextChoices):
+        LOOKS_RIGHT = "looks_right", "looks right"
+        FLAGGED = "flagged", "problem flagged"
+
+    sample_verdict = models.CharField(max_length=12, choices=SampleVerdict.choices, blank=True)
+    sample_checked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                          on_delete=models.PROTECT, related_name="+")
+    sample_checked_at = models.DateTimeField(null=True, blank=True)
+
+    # The decision callback to the agent (reviews.callbacks).
+    class CallbackStatus(models.TextChoices):
+        NONE = "", "no callback"
+        PENDING = "pending", "sending"
+        DELIVERED = "delivered", "delivered"
+        FAILED = "failed", "failed"
+
+    callback_status = models.CharField(max_length=10, choices=CallbackStatus.choices,
+                                       blank=True)
+    callback_attempts = models.PositiveSmallIntegerField(default=0)
+    callback_error = models.TextField(blank=True)
+    callback_at = models.DateTimeField(null=True, blank=True)
+
     # What the agent reported afterwards.
     outcome_detail = models.TextField(blank=True)
     outcome_at = models.DateTimeField(null=True, blank=True)
@@ -97,6 +123,9 @@ class ActionRequest(models.Model):
             # the inbox: pending items by due time
             models.Index(fields=["due_at", "id"], name="action_pending_due",
                          condition=Q(status="pending")),
+            # sampled items not yet checked
+            models.Index(fields=["due_at", "id"], name="action_sampled_unchecked",
+                         condition=Q(sampled=True, sample_verdict="")),
         ]
 
     def __str__(self) -> str:
@@ -109,3 +138,70 @@ class ActionRequest(models.Model):
     @property
     def final_content(self) -> str:
         return self.edited_content if self.edited_content is not None else self.content
+
+
+class Incident(models.Model):
+    """A problem someone reported with what an agent did."""
+
+    class Category(models.TextChoices):
+        WRONG_RECORD = "wrong_record", "wrong record"
+        POLICY_BREACH = "policy_breach", "policy breach"
+        STALE_DATA = "stale_data", "stale data"
+        FACTUAL_ERROR = "factual_error", "factual error"
+        TONE = "tone", "tone"
+        COST = "cost", "cost"
+        OTHER = "other", "other"
+
+    class Severity(models.TextChoices):
+        LOW = "low", "low"
+        MEDIUM = "medium", "medium"
+        HIGH = "high", "high"
+        CRITICAL = "critical", "critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        INVESTIGATING = "investigating", "investigating"
+        RESOLVED = "resolved", "resolved"
+
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="incidents")
+    action_request = models.ForeignKey(ActionRequest, null=True, blank=True,
+                                       on_delete=models.PROTECT, related_name="incidents")
+    category = models.CharField(max_length=16, choices=Category.choices)
+    severity = models.CharField(max_length=10, choices=Severity.choices,
+                                default=Severity.MEDIUM)
+    description = models.TextField()
+    status = models.CharField(max_length=14, choices=Status.choices, default=Status.OPEN,
+                              db_index=True)
+    reported_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT,
+                                    related_name="+")
+    reported_at = models.DateTimeField(auto_now_add=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.PROTECT, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolution_note = models.TextField(blank=True)
+    rollback_steps_done = models.JSONField(
+        default=list, blank=True, help_text="Ids of the agent's rollback steps that were run.")
+
+    class Meta:
+        ordering = ["-reported_at"]
+        indexes = [models.Index(fields=["agent", "-reported_at"], name="incident_agent_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_category_display()} on {self.agent}"
+
+    @property
+    def rollback_run(self) -> bool:
+        return bool(self.rollback_steps_done)
+
+
+class ReviewerDigest(models.Model):
+    """When a reviewer was last told what waits for them (at most one e-mail an hour)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="review_digest")
+    last_sent_at = models.DateTimeField()
+    last_item_id = models.BigIntegerField(default=0,
+                                          help_text="Newest pending item the last digest named.")
+
+    def __str__(self) -> str:
+        return f"digest for {self.user}"
