@@ -1,5 +1,7 @@
 from ninja import Router, Schema
 
+from reviews.schemas import COMMON_ERRORS
+
 router = Router(tags=["agent"])
 
 
@@ -14,7 +16,7 @@ class AgentOut(Schema):
     token_name: str
 
 
-@router.get("/agent", response=AgentOut, summary="Who am I, and may I act?")
+@router.get("/agent", response={200: AgentOut, **COMMON_ERRORS}, summary="Who am I, and may I act?")
 def whoami(request):
     """The agent this token belongs to, read fresh: a pause shows here at once."""
     from agents.models import Agent

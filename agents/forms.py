@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -35,6 +36,10 @@ class AgentFilterForm(forms.Form):
 
 
 class AgentForm(forms.ModelForm):
+    callback_url = forms.URLField(
+        required=False, assume_scheme="https", label="Decision callback URL",
+        help_text=Agent._meta.get_field("callback_url").help_text)
+
     class Meta:
         model = Agent
         fields = [
@@ -42,7 +47,7 @@ class AgentForm(forms.ModelForm):
             "workflow", "autonomy_level", "business_owner", "process_owner",
             "technical_owner", "pausers", "sources", "review_sample_rate",
             "confidence_review_below", "confidence_block_below", "max_writes_per_hour",
-            "monthly_cost_budget", "review_cadence",
+            "monthly_cost_budget", "review_cadence", "review_sla_hours", "callback_url",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -54,7 +59,8 @@ class AgentForm(forms.ModelForm):
                   "review_sample_rate": "Review sample rate (L2)",
                   "confidence_review_below": "Review when confidence is below",
                   "confidence_block_below": "Block when confidence is below",
-                  "monthly_cost_budget": "Monthly cost budget (USD)"}
+                  "monthly_cost_budget": "Monthly cost budget (USD)",
+                  "review_sla_hours": "Review SLA (hours)"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -65,6 +71,17 @@ class AgentForm(forms.ModelForm):
         self.fields["sources"].queryset = DataSource.objects.order_by("name")
         if self.instance.pk:  # the slug is the agent's identity in URLs, tokens and YAML
             del self.fields["slug"]
+        self.fields["review_sla_hours"].required = False  # left out: keep the agent's SLA
+
+    def clean_review_sla_hours(self) -> int:
+        hours = self.cleaned_data["review_sla_hours"]
+        if hours is None:
+            return self.instance.review_sla_hours
+        expire = settings.STEWARD_REVIEW_EXPIRE_HOURS
+        if not 1 <= hours < expire:
+            raise ValidationError(f"Between 1 and {expire - 1} hours: after {expire} hours an "
+                                  "item nobody decided expires.")
+        return hours
 
     def clean_business_outcome(self) -> str:
         outcome = self.cleaned_data["business_outcome"].strip()

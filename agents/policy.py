@@ -60,6 +60,7 @@ class PolicySnapshot:
     version: int  # changes on every policy save; what a decision was judged under
     pause_reason: str = ""
     system_ids: dict[str, int] = field(default_factory=dict)  # slug -> id, for storing
+    review_sla_hours: int = 24  # a review is due this long after the gate asked for it
 
 
 @dataclass(frozen=True)

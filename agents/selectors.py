@@ -14,8 +14,10 @@ from portal.permissions import (
     get_visible_agent_or_404,
     visible_agents,
 )
+from reviews.models import Incident
 
 User = get_user_model()
+OPEN_INCIDENTS_SHOWN = 5  # on the agent's page; the incident list has them all
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ def agent_detail(*, user, slug: str) -> Agent:
                  queryset=Guardrail.objects.select_related("system", "route_to_group")),
         "rollback_steps",
         Prefetch("tokens", queryset=AgentToken.objects.select_related("created_by")),
+        Prefetch("incidents", to_attr="open_incidents",
+                 queryset=Incident.objects.exclude(status=Incident.Status.RESOLVED)
+                 .select_related("reported_by").order_by("-reported_at")[:OPEN_INCIDENTS_SHOWN]),
     )
     return get_visible_agent_or_404(user, slug, queryset)
 

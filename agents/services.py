@@ -43,7 +43,7 @@ AGENT_FIELDS = [
     "slug", "name", "description", "business_outcome", "definition_of_done", "workflow",
     "autonomy_level", "review_sample_rate", "confidence_review_below",
     "confidence_block_below", "max_writes_per_hour", "monthly_cost_budget", "review_cadence",
-    "business_owner", "process_owner", "technical_owner",
+    "business_owner", "process_owner", "technical_owner", "review_sla_hours", "callback_url",
 ]
 OWNER_FIELDS = ["business_owner", "process_owner", "technical_owner"]
 NEW_AGENT_MAX_AUTONOMY = 2
@@ -120,6 +120,20 @@ def _full_clean(obj, exclude=None) -> None:
     obj.full_clean(exclude=exclude, validate_constraints=True)
 
 
+def _ensure_callback_secret(*, actor, agent: Agent) -> None:
+    """The first callback URL gets a signing secret (kept when the URL changes later).
+
+    Call after the agent is saved. The secret is shown on the agent's page to the people who
+    may change the agent; the audit trail records only its last four characters.
+    """
+    if not agent.callback_url or agent.callback_secret:
+        return
+    agent.callback_secret = secrets.token_hex(32)
+    Agent.objects.filter(pk=agent.pk).update(callback_secret=agent.callback_secret)
+    audit.record(actor=actor, verb="agent.callback_secret_created", obj=agent,
+                 data={"hint": f"…{agent.callback_secret[-4:]}"})
+
+
 # --- agents ----------------------------------------------------------------------------------
 
 @transaction.atomic
@@ -134,6 +148,7 @@ def agent_create(*, actor, pausers=(), sources=(), **fields) -> Agent:
     agent.pausers.set(pausers)
     agent.sources.set(sources)
     audit.record(actor=actor, verb="agent.created", obj=agent, data=agent_snapshot(agent))
+    _ensure_callback_secret(actor=actor, agent=agent)
     after = _role_permissions(agent)
     if actor is not None and actor not in after:
         # Whoever registers the agent keeps sight of it even if they named other owners.
@@ -170,6 +185,7 @@ def agent_update(*, actor, agent: Agent, pausers=None, sources=None, **fields) -
         audit.record(actor=actor, verb="agent.changed", obj=agent, data={"changes": changes})
         _sync_role_permissions(actor=actor, agent=agent, before=perms_before,
                                after=_role_permissions(agent))
+        _ensure_callback_secret(actor=actor, agent=agent)
     return agent
 
 

@@ -45,6 +45,7 @@ def build_snapshot(agent_id: int) -> PolicySnapshot:
                              if agent.monthly_cost_budget is not None else None),
         version=agent.policy_version, pause_reason=agent.pause_reason,
         system_ids={slug: system_id for slug, system_id, _kind in accesses},
+        review_sla_hours=agent.review_sla_hours,
     )
 
 

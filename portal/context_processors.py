@@ -1,3 +1,5 @@
+from django.utils.functional import SimpleLazyObject
+
 from portal.roles import ADMINS, REVOPS
 
 
@@ -10,4 +12,12 @@ def navigation(request) -> dict:
     return {
         "nav_is_admin": user.is_superuser or ADMINS in groups,
         "nav_sees_audit": user.is_superuser or bool(groups & {ADMINS, REVOPS}),
+        # Counted only when a full page renders it (not for htmx fragments), up to "99+".
+        "nav_waiting": SimpleLazyObject(lambda: _waiting_badge(user)),
     }
+
+
+def _waiting_badge(user) -> str:
+    from reviews.selectors import waiting_badge
+
+    return waiting_badge(user)

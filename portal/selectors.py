@@ -9,6 +9,8 @@ from django.utils import timezone
 from agents.models import Agent
 from portal.models import AuditEvent
 from portal.permissions import visible_agents
+from reviews.digests import pending_for_user
+from reviews.incident_selectors import unresolved_incident_count
 
 
 def dashboard_summary(*, user) -> dict:
@@ -32,6 +34,21 @@ def dashboard_summary(*, user) -> dict:
                          .values_list("autonomy_level").annotate(n=Count("id")).order_by()),
         "attention": list(attention),
         "recent": list(recent),
+        **waiting_for_user(user=user),
+    }
+
+
+WAITING_SHOWN_UP_TO = 99  # beyond it the dashboard says "99+" rather than count every row
+
+
+def waiting_for_user(*, user) -> dict:
+    """What waits for `user`: pending items they may decide (counted up to 99, then "99+")
+    and the unresolved incidents they may resolve."""
+    pending = pending_for_user(user=user).order_by()[:WAITING_SHOWN_UP_TO + 1].count()
+    return {
+        "waiting_reviews": min(pending, WAITING_SHOWN_UP_TO),
+        "waiting_reviews_more": pending > WAITING_SHOWN_UP_TO,
+        "waiting_incidents": unresolved_incident_count(user=user),
     }
 
 

@@ -175,8 +175,19 @@ if not DEBUG:
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # --- The gate and reviews -----------------------------------------------------------------
-STEWARD_REVIEW_DUE_HOURS = env_int("STEWARD_REVIEW_DUE_HOURS", 24)
+# An item's due time comes from its agent's review SLA (Agent.review_sla_hours); past it the
+# `review-sla` beat task escalates the item, and this long after the proposal it expires.
+STEWARD_REVIEW_EXPIRE_HOURS = env_int("STEWARD_REVIEW_EXPIRE_HOURS", 72)
+STEWARD_REVIEW_CLAIM_MINUTES = env_int("STEWARD_REVIEW_CLAIM_MINUTES", 15)
+# Decision callbacks to agents (reviews.callbacks): attempts, backoff base and timeout.
+STEWARD_CALLBACK_MAX_ATTEMPTS = env_int("STEWARD_CALLBACK_MAX_ATTEMPTS", 6)
+STEWARD_CALLBACK_BACKOFF_SECONDS = env_int("STEWARD_CALLBACK_BACKOFF_SECONDS", 30)
+STEWARD_CALLBACK_TIMEOUT_SECONDS = 5
 STEWARD_API_MAX_BODY_BYTES = 256 * 1024
+# The benchmark's baseline endpoint (portal/bench_views.py); only `make bench` turns it on.
+STEWARD_BENCH_ENDPOINTS = env_bool("STEWARD_BENCH_ENDPOINTS", False)
+# How people reach the portal: the links in e-mails (incidents, reviewer digests).
+STEWARD_BASE_URL = env_str("STEWARD_BASE_URL", "http://127.0.0.1:8000")
 
 # --- Audit trail -----------------------------------------------------------------------------
 # The chain head is exported outside the database after every seal, with an HMAC keyed by a
@@ -228,6 +239,16 @@ CELERY_BEAT_SCHEDULE = {
     "budget-warnings": {
         "task": "reviews.tasks.budget_warnings_send",
         "schedule": 3600,
+    },
+    # At most one digest an hour per person is the service's rule; checking every 10 minutes
+    # tells people soon after the hour is up (an hourly run would skip hours on jitter).
+    "reviewer-digests": {
+        "task": "reviews.tasks.reviewer_digests_send",
+        "schedule": 600,
+    },
+    "review-sla": {
+        "task": "reviews.tasks.review_sla_enforce",
+        "schedule": env_int("STEWARD_REVIEW_SLA_SECONDS", 300),
     },
     "purge-task-deliveries": {
         "task": "portal.tasks.task_deliveries_purge",

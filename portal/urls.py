@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
 
@@ -10,6 +11,7 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("audit/", views.audit_list, name="audit"),
     path("reviews/", include("reviews.urls")),
+    path("incidents/", include("reviews.incident_urls")),
     path("api/v1/", api.urls),
     path("metrics/", views.placeholder, {"section": "scorecards"}, name="scorecards"),
     path("metrics/alerts/", views.placeholder, {"section": "alerts"}, name="alerts"),
@@ -17,3 +19,8 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
 ]
+
+if settings.STEWARD_BENCH_ENDPOINTS:  # tests/perf/gate.py's baseline; never in production
+    from portal import bench_views
+
+    urlpatterns.append(path("api/bench/baseline", bench_views.baseline, name="bench-baseline"))

@@ -6,7 +6,15 @@ from ninja import Router, Status
 
 from reviews import gate, services
 from reviews.models import ActionRequest
-from reviews.schemas import ActionOut, DecisionOut, ErrorOut, OutcomeIn, ProposalIn
+from reviews.schemas import (
+    BODY_ERRORS,
+    INPUT_ERRORS,
+    ActionOut,
+    DecisionOut,
+    ErrorOut,
+    OutcomeIn,
+    ProposalIn,
+)
 
 router = Router(tags=["actions"])
 
@@ -21,8 +29,7 @@ def _decision(request, action: ActionRequest) -> dict:
             "review_url": _review_url(request, action)}
 
 
-@router.post("/actions", response={200: DecisionOut, 201: DecisionOut, 400: ErrorOut,
-                                   503: ErrorOut},
+@router.post("/actions", response={200: DecisionOut, 201: DecisionOut, **BODY_ERRORS},
              summary="May I do this? The gate answers allow, review or block.")
 def propose(request, proposal: ProposalIn):
     """Judge one proposed action. 201 for a new decision; 200 with the first answer when the
@@ -54,7 +61,7 @@ def _detail(request, action: ActionRequest) -> dict:
     }
 
 
-@router.get("/actions/{action_id}", response={200: ActionOut, 404: ErrorOut},
+@router.get("/actions/{action_id}", response={200: ActionOut, 404: ErrorOut, **INPUT_ERRORS},
             summary="Poll a decision.")
 def action_detail(request, action_id: UUID):
     """Status, reasons, the reviewer's note and the final changes/content (edited or not)."""
@@ -62,7 +69,7 @@ def action_detail(request, action_id: UUID):
 
 
 @router.post("/actions/{action_id}/outcome",
-             response={200: ActionOut, 404: ErrorOut, 409: ErrorOut},
+             response={200: ActionOut, 404: ErrorOut, 409: ErrorOut, **BODY_ERRORS},
              summary="Report what happened after an approval.")
 def report_outcome(request, action_id: UUID, body: OutcomeIn):
     """`executed`, `failed` or `rolled_back`, with a detail. Only after an approval

@@ -8,6 +8,13 @@ Approvals take the same share lock (reviews.services).
 
 Blast radius: when an `execute` action would be counted against `max_writes_per_hour`, the
 call also takes a per-agent advisory lock, so two calls cannot both see "one write left".
+
+Speed (tests/perf/gate.py): on PostgreSQL a call costs the token lookup, the share-locked read,
+one statement that inserts the request and its audit event together, and the commit (plus the
+advisory lock and a bounded count for a counted `execute`). The two inserts are raw SQL with
+the values Django's own fields prepare, so the rows are exactly what `save()` and
+`audit.record()` write (tests/perf/test_gate_rows.py compares them); other databases take the
+ORM path.
 """
 
 import hashlib
@@ -18,8 +25,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
@@ -28,6 +35,7 @@ from agents import snapshots
 from agents.models import AgentToken, DataSource, System
 from agents.policy import Action, Counters, Decision, decide
 from portal import audit
+from portal.models import AuditEvent
 from reviews.models import ActionRequest
 
 BLAST_RADIUS_LOCK_CLASS = 4201  # first key of pg_advisory_xact_lock(class, agent id)
@@ -109,14 +117,23 @@ def clear_caches() -> None:
     snapshots.clear_cache()
 
 
+# The ORM's `recent[:limit].count()` below, spelled out: literals, so the partial index
+# `action_allowed_writes` (kind='execute' AND decision='allow') serves it.
+WRITES_LAST_HOUR_SQL = (
+    "SELECT COUNT(*) FROM (SELECT 1 FROM reviews_actionrequest WHERE agent_id = %s "
+    "AND kind = 'execute' AND decision = 'allow' AND created_at >= %s LIMIT %s) AS recent")
+
+
 def _writes_last_hour(agent_id: int, now: datetime, limit: int) -> int:
+    since = now - timedelta(hours=1)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
                            [BLAST_RADIUS_LOCK_CLASS, agent_id])
+            cursor.execute(WRITES_LAST_HOUR_SQL, [agent_id, since, limit])
+            return cursor.fetchone()[0]
     recent = ActionRequest.objects.filter(
-        agent_id=agent_id, kind="execute", decision="allow",
-        created_at__gte=now - timedelta(hours=1))
+        agent_id=agent_id, kind="execute", decision="allow", created_at__gte=since)
     return recent[:limit].count()  # stop counting at the limit: the index scan stays short
 
 
@@ -182,20 +199,27 @@ def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> Action
         amount=float(action.amount) if action.amount is not None else None,
         currency=action.currency, confidence=action.confidence, sources=tuple(sources),
     ), counters, now)
-    _apply_decision(action, decision, proposal, now)
-    action.save(force_insert=True)
-    audit.record(actor=token.agent, verb="action.proposed", obj=action, agent=token.agent,
-                 data={"request": str(action.public_id), "prompt": action.prompt,
-                       "proposal": {name: proposal.get(name) for name in PROPOSAL_FIELDS},
-                       "decision": action.decision, "status": action.status,
-                       "sampled": action.sampled, "reasons": action.reasons,
-                       "policy_version": version,
-                       "fired_guardrail_ids": action.fired_guardrail_ids})
+    route_to_group = _apply_decision(action, decision, proposal, now, policy.review_sla_hours)
+    data = {"request": str(action.public_id), "prompt": action.prompt,
+            "proposal": {name: proposal.get(name) for name in PROPOSAL_FIELDS},
+            "decision": action.decision, "status": action.status,
+            "sampled": action.sampled, "reasons": action.reasons,
+            "policy_version": version,
+            "fired_guardrail_ids": action.fired_guardrail_ids}
+    if _raw_sql():
+        _insert_with_event(action, token, route_to_group, data)
+    else:
+        if route_to_group:
+            action.route_to_group = Group.objects.filter(name=route_to_group).first()
+        action.save(force_insert=True)
+        audit.record(actor=token.agent, verb="action.proposed", obj=action, agent=token.agent,
+                     data=data)
     return action
 
 
 def _apply_decision(action: ActionRequest, decision: Decision, proposal: dict,
-                    now: datetime) -> None:
+                    now: datetime, sla_hours: int) -> str | None:
+    """Copy the decision onto the request; the name of the group a review is routed to."""
     action.decision = decision.outcome
     action.status = ActionRequest.STATUS_FOR_DECISION[decision.outcome]
     action.reasons = [reason.as_dict() for reason in decision.reasons]
@@ -203,8 +227,88 @@ def _apply_decision(action: ActionRequest, decision: Decision, proposal: dict,
     action.fired_guardrail_ids = list(decision.fired_guardrail_ids)
     action.proposal_sha256 = proposal_digest(proposal)
     if decision.outcome == ActionRequest.Decision.REVIEW:
-        action.due_at = now + timedelta(hours=settings.STEWARD_REVIEW_DUE_HOURS)
-        if decision.route_to_group:
-            action.route_to_group = Group.objects.filter(name=decision.route_to_group).first()
-    elif decision.sampled:
-        action.due_at = now + timedelta(hours=settings.STEWARD_REVIEW_DUE_HOURS)
+        action.due_at = now + timedelta(hours=sla_hours)  # the agent's review SLA
+        return decision.route_to_group
+    if decision.sampled:
+        action.due_at = now + timedelta(hours=sla_hours)
+    return None
+
+
+def _raw_sql() -> bool:
+    """Whether this database takes the raw-SQL inserts (a test compares both paths)."""
+    return connection.vendor == "postgresql"
+
+
+_ACTION_FIELDS = [f for f in ActionRequest._meta.concrete_fields if not f.primary_key]
+_EVENT_FIELDS = [f for f in AuditEvent._meta.concrete_fields
+                 if not f.primary_key and f.attname not in ("object_id", "data")]
+
+
+def _preparation(field) -> str:
+    """How a value reaches the insert as `save()` would send it: `raw` where Django passes
+    it through unchanged on PostgreSQL (text, numbers, booleans, uuids, aware datetimes,
+    foreign-key ids), `json` (json.dumps, cast to jsonb), or `field` (the field prepares it)."""
+    kind = field.get_internal_type()
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return "field"  # pre_save() sets it
+    if kind == "JSONField" and field.encoder is None:
+        return "json"
+    if kind in ("CharField", "TextField", "BooleanField", "IntegerField", "BigIntegerField",
+                "PositiveIntegerField", "PositiveSmallIntegerField", "FloatField",
+                "UUIDField", "DateTimeField", "ForeignKey"):
+        return "raw"
+    return "field"
+
+
+_ACTION_PLAN = [(f.attname, _preparation(f), f) for f in _ACTION_FIELDS]
+_ROUTE_GROUP_INDEX = [f.attname for f in _ACTION_FIELDS].index("route_to_group_id")
+_EVENT_PLAN = [(f.attname, _preparation(f), f) for f in _EVENT_FIELDS]
+_PLACEHOLDERS = {"raw": "%s", "json": "%s::jsonb", "field": "%s"}
+_ROUTE_GROUP_SQL = "(SELECT id FROM auth_group WHERE name = %s ORDER BY id LIMIT 1)"
+# One round trip for both rows: the event names the request by the id the first insert made.
+_INSERT_WITH_EVENT_SQL = (
+    "WITH action AS (INSERT INTO {action_table} ({action_columns}) VALUES ({action_values}) "
+    "RETURNING id, route_to_group_id), "
+    "event AS (INSERT INTO {event_table} ({event_columns}, object_id, data) "
+    "SELECT {event_values}, action.id::text, %s::jsonb FROM action RETURNING id) "
+    "SELECT action.id, action.route_to_group_id FROM action, event").format(
+    action_table=ActionRequest._meta.db_table,
+    action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
+    action_values=", ".join(_ROUTE_GROUP_SQL if attname == "route_to_group_id"
+                            else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN),
+    event_table=AuditEvent._meta.db_table,
+    event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
+    event_values=", ".join(_PLACEHOLDERS[how] for _a, how, _f in _EVENT_PLAN),
+)
+
+
+def _prepared(obj, plan) -> list:
+    values = []
+    for attname, how, field in plan:
+        value = getattr(obj, attname)
+        if how == "json":
+            value = None if value is None else json.dumps(value)
+        elif how == "field":
+            value = field.get_db_prep_save(field.pre_save(obj, True), connection)
+        values.append(value)
+    return values
+
+
+def _insert_with_event(action: ActionRequest, token: AgentToken, route_to_group: str | None,
+                       data: dict) -> None:
+    """Insert the request and its `action.proposed` event as `save()` and `audit.record()`
+    would (same field preparation, same JSON), in one statement."""
+    agent = token.agent
+    event = AuditEvent(actor_type=AuditEvent.ActorType.AGENT, actor_user=None,
+                       actor_label=f"agent:{agent.slug}", verb="action.proposed",
+                       object_type=ActionRequest._meta.label_lower,
+                       object_repr=str(action)[:200], agent=agent)
+    params = _prepared(action, _ACTION_PLAN) + _prepared(event, _EVENT_PLAN)
+    params[_ROUTE_GROUP_INDEX] = route_to_group  # its placeholder looks the group up by name
+    # audit.record() stores json.loads(json.dumps(data, DjangoJSONEncoder, sort_keys=True)):
+    # the same JSON document, parsed by PostgreSQL instead.
+    params.append(json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True))
+    with connection.cursor() as cursor:
+        cursor.execute(_INSERT_WITH_EVENT_SQL, params)
+        action.pk, action.route_to_group_id = cursor.fetchone()
+    action._state.adding, action._state.db = False, connection.alias

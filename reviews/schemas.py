@@ -99,3 +99,23 @@ class OutcomeIn(Schema):
 
 class ErrorOut(Schema):
     detail: str
+
+
+class ValidationProblem(Schema):
+    loc: list[str | int] = Field(description='Where, e.g. ["body", "proposal", "amount"].')
+    msg: str = Field(description="What is wrong, e.g. 'Input should be less than or equal "
+                                 "to 1'.")
+    type: str
+
+
+class ValidationErrorOut(Schema):
+    detail: list[ValidationProblem]
+
+
+# What any operation may answer besides its own results (portal.api, portal.middleware):
+# 401 without a valid token, 503 when the database is unreachable ("do not act");
+COMMON_ERRORS = {401: ErrorOut, 503: ErrorOut}
+# 422 for an invalid path parameter or body;
+INPUT_ERRORS = {**COMMON_ERRORS, 422: ValidationErrorOut}
+# 400 for a body that is not JSON, 413 for one over the limit.
+BODY_ERRORS = {**INPUT_ERRORS, 400: ErrorOut, 413: ErrorOut}

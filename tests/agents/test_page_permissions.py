@@ -42,11 +42,27 @@ EXPECTED = {
     ("POST", "agents:token-revoke", "other"):     [302, 404, 404, 403, 404, 404, 403, 302],
     ("GET", "reviews:item", "agent"):   [302, 404, 200, 404, 200, 200, 200, 200],
     ("GET", "reviews:item", "other"):   [302, 404, 404, 200, 404, 404, 200, 200],
+    ("POST", "reviews:approve", "agent"):     [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:approve", "other"):     [302, 404, 404, 302, 404, 404, 403, 302],
+    ("POST", "reviews:edit", "agent"):        [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:reject", "agent"):      [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:reject", "other"):      [302, 404, 404, 302, 404, 404, 403, 302],
+    ("POST", "reviews:claim", "agent"):       [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:unclaim", "agent"):     [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:looks-right", "agent"): [302, 404, 302, 404, 403, 403, 403, 302],
+    ("POST", "reviews:flag", "other"):        [302, 404, 404, 302, 404, 404, 403, 302],
     ("GET", "dashboard", None):          [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "audit", None):              [302, 403, 403, 403, 403, 403, 200, 200],
     ("GET", "reviews:inbox", None):          [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "scorecards", None):         [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "alerts", None):             [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "incidents:list", None):     [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "incidents:create", None):   [302, 200, 200, 200, 200, 200, 200, 200],
+    ("POST", "incidents:create", None):  [302, 404, 302, 404, 302, 302, 302, 302],  # "agent"
+    ("GET", "incidents:detail", "agent"):  [302, 404, 200, 404, 200, 200, 200, 200],
+    ("GET", "incidents:detail", "other"):  [302, 404, 404, 200, 404, 404, 200, 200],
+    ("POST", "incidents:update", "agent"): [302, 404, 403, 404, 403, 302, 403, 302],
+    ("POST", "incidents:update", "other"): [302, 404, 404, 403, 404, 404, 403, 302],
 }
 
 POST_DATA = {
@@ -58,10 +74,22 @@ POST_DATA = {
     "agents:guardrail-add": {"name": "Stage", "field": "changes.stage", "operator": "changed",
                              "effect": "review"},
     "agents:step-add": {"title": "Undo", "instructions": "Revert the record."},
+    "reviews:reject": {"note": "Wrong deal"},
+    "reviews:flag": {"category": "tone", "severity": "low", "description": "Curt."},
+    "incidents:create": {"agent": "refund-replies", "category": "tone", "severity": "low",
+                         "description": "The reply was curt."},
+    "incidents:update": {"status": "investigating"},
 }
 
 def _token(agent):
     return services.agent_token_create(actor=None, agent=agent, name="t")[0]
+
+
+def _incident(agent):
+    from reviews.incidents import incident_report
+
+    return incident_report(actor=agent.business_owner, agent=agent, category="other",
+                           severity="low", description="It looked wrong.")
 
 
 def _action_request(agent):
@@ -84,6 +112,10 @@ PART_OF_AGENT = {
         actor=None, agent=agent, title="Undo", instructions="Revert."),
     "agents:token-revoke": _token,
     "reviews:item": _action_request,
+    **dict.fromkeys(["reviews:approve", "reviews:edit", "reviews:reject", "reviews:claim",
+                     "reviews:unclaim", "reviews:looks-right", "reviews:flag"], _action_request),
+    "incidents:detail": _incident,
+    "incidents:update": _incident,
 }
 
 # Pages tested elsewhere with their own rules (no login, Django's own views).
