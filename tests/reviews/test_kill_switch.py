@@ -85,11 +85,14 @@ def test_no_gate_call_allows_after_the_pause_commits(live_agent, slow_gate):
     assert any(d == "block" for started, d in calls if started > committed)
 
 
-def test_the_check_catches_a_gate_without_the_lock(live_agent, slow_gate, monkeypatch):
+def test_the_check_catches_a_gate_without_the_lock(live_agent, monkeypatch):
     def read_without_lock(agent_id: int) -> int:
         return Agent.objects.values_list("policy_version", flat=True).get(pk=agent_id)
 
     monkeypatch.setattr(gate, "lock_agent_for_share", read_without_lock)
+    # A long hold, so some call is surely between its read and its insert when the pause
+    # commits, even on a loaded machine.
+    monkeypatch.setattr(gate, "after_policy_read", lambda: time.sleep(0.15))
     services.agent_update(actor=None, agent=live_agent, autonomy_level=3)
     token, _secret = services.agent_token_create(actor=None, agent=live_agent, name="t")
     committed, calls = _pause_while_hammering(live_agent, token)
