@@ -17,7 +17,7 @@ help:
 	@echo "make run         the portal on http://127.0.0.1:$(PORT)/ with web, worker and beat (Ctrl-C stops all)"
 	@echo "make test        the whole test suite (pytest)"
 	@echo "make lint        ruff check"
-	@echo "make bench       the gate under load vs a bare Django baseline (PostgreSQL, gunicorn, wrk)"
+	@echo "make bench       the gate vs a bare Django baseline, and the inbox at 100k items (PostgreSQL, gunicorn, wrk)"
 	@echo "make screenshot  docs/dashboard.png from the demo data"
 
 $(BIN)/python:
@@ -54,13 +54,15 @@ run: $(INSTALLED)
 test: $(INSTALLED_DEV)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-# The gate's benchmark (tests/perf/gate.py): PostgreSQL on 127.0.0.1 (or
-# STEWARD_BENCH_DATABASE_URL) and wrk, which is installed from Debian's packages when missing.
+# The benchmarks (tests/perf/): the gate against a bare Django baseline, then the review inbox
+# with 100,000 pending items. PostgreSQL on 127.0.0.1 (or STEWARD_BENCH_DATABASE_URL) and wrk,
+# which is installed from Debian's packages when missing.
 bench: $(INSTALLED_DEV)
 	@command -v wrk >/dev/null || { echo "Installing wrk, the load generator (apt-get)..."; \
 	  apt-get install -y -q wrk >/dev/null 2>&1 || \
 	  { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
 	$(BIN)/python -m tests.perf.gate
+	$(BIN)/python -m tests.perf.inbox
 
 lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .

@@ -33,6 +33,10 @@ def inbox_filters(query) -> InboxFilters:
         age=age if age in AGES else "")
 
 
+class NoInputForm(forms.Form):
+    """Claims and sample checks: a POST and the CSRF token, nothing else."""
+
+
 class ApproveForm(forms.Form):
     note = forms.CharField(max_length=2000, required=False, label="Note (optional)")
 

@@ -410,8 +410,10 @@ def inbox_page(*, user, filters: InboxFilters, after: str = "", now: datetime | 
     want = PAGE_SIZE + 1
     records = _records(user=user, filters=filters, cursor=cursor, limit=want, now=now)
     if cursor is not None and cursor[0] is not None and len(records) < want:
-        records += _records(user=user, filters=filters, cursor=(None, 0 if filters.tab !=
-                            TAB_DECIDED else 2**62), limit=want - len(records), now=now)
+        # The timed rows ran out: continue with the untimed ones, from the first.
+        before_all = (None, 2**63 - 1) if filters.tab == TAB_DECIDED else (None, 0)
+        records += _records(user=user, filters=filters, cursor=before_all,
+                            limit=want - len(records), now=now)
     more = len(records) > PAGE_SIZE
     records = records[:PAGE_SIZE]
     rows = inbox_rows(records, user=user, tab=filters.tab, now=now, extra=row_extra)

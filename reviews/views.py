@@ -24,12 +24,13 @@ from django.views.decorators.http import require_POST
 
 from agents.forms import add_service_errors
 from agents.models import Agent
-from reviews import selectors
+from reviews import samples, selectors, services
 from reviews.forms import (
     AGE_CHOICES,
     REASON_CODES,
     ApproveForm,
     EditApproveForm,
+    NoInputForm,
     RejectForm,
     SampleFlagForm,
     inbox_filters,
@@ -38,13 +39,6 @@ from reviews.models import ActionRequest
 
 INBOX = "reviews/inbox.html"
 ITEM = "reviews/item.html"
-
-
-def _services():
-    # Imported late: the decision services and the sample checks are their own modules.
-    from reviews import services
-
-    return services
 
 
 # --- the inbox -------------------------------------------------------------------------------
@@ -109,7 +103,7 @@ def _why_not_approvable(action: ActionRequest) -> str:
 
 def _decision_context(request, action: ActionRequest, **forms) -> dict:
     """What the decision area needs: who may do what, and the forms (bound ones win)."""
-    can_decide = _services().can_review(request.user, action)
+    can_decide = services.can_review(request.user, action)
     pending = action.status == ActionRequest.Status.PENDING
     return {
         "action": action,
@@ -160,10 +154,12 @@ def _decide(request, public_id, *, form_class, run: Callable, success: str,
             leaves_inbox: bool = True, form_key: str):
     """Check, validate, call the service, answer (see the module docstring).
 
-    `run(action, cleaned_data)` calls the service; `success` is formatted with `action`.
+    `run(action, data)` calls the service with the form's cleaned data (the edit form's
+    service arguments); `success` is formatted with `what` (the summary) and `agent`. A
+    refusal is shown next to the fields of the form named `form_key` on the item page.
     """
     action = selectors.action_for_user(user=request.user, public_id=public_id)
-    if not _services().can_review(request.user, action):
+    if not services.can_review(request.user, action):
         raise PermissionDenied(
             f"Only members of {action.route_to_group.name} may decide this item."
             if action.route_to_group_id else "You are not a reviewer of this agent.")
@@ -213,7 +209,7 @@ def _decide(request, public_id, *, form_class, run: Callable, success: str,
 @require_POST
 def approve(request, public_id):
     return _decide(request, public_id, form_class=ApproveForm, form_key="approve_form",
-                   run=lambda action, data: _services().action_approve(
+                   run=lambda action, data: services.action_approve(
                        actor=request.user, action=action, note=data["note"]),
                    success="Approved: {what} ({agent.name}).")
 
@@ -221,7 +217,7 @@ def approve(request, public_id):
 @require_POST
 def edit_approve(request, public_id):
     return _decide(request, public_id, form_class=EditApproveForm, form_key="edit_form",
-                   run=lambda action, kwargs: _services().action_edit_approve(
+                   run=lambda action, kwargs: services.action_edit_approve(
                        actor=request.user, action=action, **kwargs),
                    success="Approved with your edits: {what} "
                            "({agent.name}).")
@@ -230,43 +226,33 @@ def edit_approve(request, public_id):
 @require_POST
 def reject(request, public_id):
     return _decide(request, public_id, form_class=RejectForm, form_key="reject_form",
-                   run=lambda action, data: _services().action_reject(
+                   run=lambda action, data: services.action_reject(
                        actor=request.user, action=action, note=data["note"]),
                    success="Rejected: {what} ({agent.name}).")
 
 
-class _NoFields(ApproveForm):
-    """Claims and sample checks take no input; the note field is simply ignored."""
-
-
 @require_POST
 def claim(request, public_id):
-    return _decide(request, public_id, form_class=_NoFields, form_key="approve_form",
+    return _decide(request, public_id, form_class=NoInputForm, form_key="approve_form",
                    leaves_inbox=False,
-                   run=lambda action, _data: _services().action_claim(
+                   run=lambda action, _data: services.action_claim(
                        actor=request.user, action=action),
                    success="You claimed {what}: others see you are on it.")
 
 
 @require_POST
 def unclaim(request, public_id):
-    return _decide(request, public_id, form_class=_NoFields, form_key="approve_form",
+    return _decide(request, public_id, form_class=NoInputForm, form_key="approve_form",
                    leaves_inbox=False,
-                   run=lambda action, _data: _services().action_unclaim(
+                   run=lambda action, _data: services.action_unclaim(
                        actor=request.user, action=action),
                    success="Released {what} for other reviewers.")
 
 
-def _samples():
-    from reviews import samples
-
-    return samples
-
-
 @require_POST
 def looks_right(request, public_id):
-    return _decide(request, public_id, form_class=_NoFields, form_key="approve_form",
-                   run=lambda action, _data: _samples().sample_looks_right(
+    return _decide(request, public_id, form_class=NoInputForm, form_key="approve_form",
+                   run=lambda action, _data: samples.sample_looks_right(
                        actor=request.user, action=action),
                    success="Checked: {what} looks right.")
 
@@ -274,6 +260,6 @@ def looks_right(request, public_id):
 @require_POST
 def flag(request, public_id):
     return _decide(request, public_id, form_class=SampleFlagForm, form_key="flag_form",
-                   run=lambda action, data: _samples().sample_flag(
+                   run=lambda action, data: samples.sample_flag(
                        actor=request.user, action=action, **data),
                    success="Flagged: an incident is open on {agent.name} for its owners.")

@@ -1,7 +1,7 @@
 /* Keyboard shortcuts for the review inbox and the item page.
  *
  *   j / k     select the next / previous item (inbox)
- *   Enter, o  open the selected item
+ *   o         open the selected item
  *   a         approve the selected item (a sampled one: "Looks right")
  *   e         edit the selected item, then approve it
  *   r         reject the selected item: opens and focuses the reason field
@@ -76,7 +76,12 @@
     if (!item) return false;
     var marker = item.querySelector('[data-key="' + key + '"]');
     if (!marker) return false;
-    if (key === "approve") { marker.click(); return true; }
+    if (key === "approve") {
+      var form = marker.closest("form");
+      if (form && form.classList.contains("htmx-request")) return true;  // already on its way
+      marker.click();
+      return true;
+    }
     openAndFocus(marker, item);
     return true;
   }
@@ -97,7 +102,8 @@
   }
 
   document.addEventListener("keydown", function (event) {
-    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    // A held key repeats: never let that approve one row after another.
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
     if (event.key === "Escape" && typing(event.target)) { event.target.blur(); return; }
     if (typing(event.target) || event.defaultPrevented) return;
     var dialog = document.getElementById("keys-help");
@@ -109,7 +115,7 @@
       case "a": handled = act("approve"); break;
       case "e": handled = act("edit"); break;
       case "r": handled = act("reject"); break;
-      case "o": case "Enter": handled = items().length > 1 && act("open"); break;
+      case "o": handled = items().length > 1 && act("open"); break;
       case "?": help(); break;
       default: handled = false;
     }

@@ -8,8 +8,10 @@ What it does, start to end (about a minute and a half on 2 cores):
 2. seeds 100,000 pending action requests with COPY (realistic proposals, 10% routed to
    Managers, due times spread over a week, some overdue) plus 32 reviewers, each with their
    own session (every 4th is a manager);
-3. in process: renders the inbox's list of 50 rows (the `reviews/inbox.html#list` partial,
-   template alone, rows already loaded) many times, and times the page's queries;
+3. in process: prepares the first page's 50 rows (escaping and composing their parts) and
+   renders the `reviews/inbox.html#list` partial with them (the template alone, the rows
+   already loaded), 300 times; and EXPLAIN ANALYZEs the row query on the first page and
+   half-way through the 100,000 (the keyset seeks the partial index: no OFFSET);
 4. serves the app with gunicorn (DJANGO_DEBUG=0, no Redis) and drives `GET /reviews/` with wrk
    at 32 clients (the reviewers' sessions in turn) for STEWARD_BENCH_SECONDS after a warm-up;
 5. prints requests/s, p50/p95/p99, non-2xx answers, the render time, and which of the issue's
@@ -17,8 +19,10 @@ What it does, start to end (about a minute and a half on 2 cores):
 
 The load generator, server start and database helpers are tests/perf/gate.py's (its wrk
 runner takes our GET script; its JSON summary is the same). Knobs: STEWARD_BENCH_SECONDS,
-STEWARD_BENCH_WARMUP_SECONDS, STEWARD_BENCH_WORKERS, STEWARD_BENCH_THREADS,
-STEWARD_BENCH_CLIENTS (as for the gate), STEWARD_BENCH_INBOX_ROWS (default 100000).
+STEWARD_BENCH_WARMUP_SECONDS, STEWARD_BENCH_CLIENTS (as for the gate);
+STEWARD_BENCH_INBOX_ROWS (100000), STEWARD_BENCH_INBOX_WORKERS (3) and
+STEWARD_BENCH_INBOX_THREADS (1: sync workers; a page is CPU-bound Python, unlike the gate's
+API calls, which wait on PostgreSQL more).
 """
 
 import os
@@ -39,6 +43,11 @@ from tests.perf import gate
 DATABASE_URL = os.environ.get("STEWARD_BENCH_INBOX_DATABASE_URL",
                               "postgres://postgres@127.0.0.1:5432/steward_bench_inbox")
 ROWS = int(os.environ.get("STEWARD_BENCH_INBOX_ROWS", "100000"))
+# A page is CPU-bound Python: sync workers, not the gate's threads. Threads in one process
+# take turns on the GIL, and keep-alive connections stick to a worker, so some requests
+# queue behind a busy one; on 2 cores that doubled the p99 at the same throughput.
+WORKERS = int(os.environ.get("STEWARD_BENCH_INBOX_WORKERS", "3"))
+THREADS = int(os.environ.get("STEWARD_BENCH_INBOX_THREADS", "1"))
 REVIEWERS = 32
 RENDERS = 300
 INBOX_PATH = "/reviews/"
@@ -228,7 +237,8 @@ def main() -> int:
         print("wrk is not installed: `apt-get install -y wrk` (make bench does it).",
               file=sys.stderr)
         return 2
-    gate.DATABASE_URL = DATABASE_URL  # the gate's helpers, on the inbox's own database
+    # The gate's helpers, on the inbox's own database and server settings.
+    gate.DATABASE_URL, gate.WORKERS, gate.THREADS = DATABASE_URL, WORKERS, THREADS
     var_dir = tempfile.mkdtemp(prefix="steward-bench-inbox-")
     env = gate.bench_environment(var_dir)
     os.environ.update(env)
@@ -287,7 +297,8 @@ def report(load: "gate.Load", prepare: list[float], renders: list[float], rows_r
         {gate.THREADS} threads ({worker_class}), PostgreSQL {DATABASE_URL.rsplit('/', 1)[-1]},
         DJANGO_DEBUG=0, wrk on loopback, {gate.SECONDS} s at {gate.CLIENTS} clients after a
         {gate.WARMUP_SECONDS} s warm-up; {os.cpu_count()} CPUs shared by wrk, gunicorn and
-        PostgreSQL. Each page served {rows_served} rows.
+        PostgreSQL (load average {os.getloadavg()[0]:.2f} at the end: anything else running
+        on the machine takes its share). Each page served {rows_served} rows.
         """))
     header = (f"{'clients':>7}  {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} "
               f"{'non-2xx':>8} {'requests':>9}")
