@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.contrib.auth import middleware as auth_middleware
 from django.http import JsonResponse
@@ -33,3 +35,26 @@ class ApiBodyLimitMiddleware:
                                f"bytes ({limit // 1024} KiB). Send a shorter prompt or content."},
                     status=413)
         return self.get_response(request)
+
+
+class SessionActivityMiddleware:
+    """Expire sessions after inactivity without writing the session on every request.
+
+    SESSION_COOKIE_AGE counts from the last save; touching the session at most once a minute
+    keeps a working user logged in (expiry is exact to the minute) while most page views
+    write nothing.
+    """
+
+    REFRESH_SECONDS = 60
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        session = getattr(request, "session", None)
+        if session is not None and session.accessed and not session.is_empty():
+            now = int(time.time())
+            if now - session.get("_active_at", 0) >= self.REFRESH_SECONDS:
+                session["_active_at"] = now  # marks it modified: SessionMiddleware saves it
+        return response

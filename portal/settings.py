@@ -53,6 +53,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.middleware.SessionActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -122,7 +123,8 @@ ANONYMOUS_USER_NAME = None  # guardian: no anonymous permissions
 GUARDIAN_RAISE_403 = False
 
 SESSION_COOKIE_AGE = env_int("STEWARD_SESSION_SECONDS", 8 * 3600)
-SESSION_SAVE_EVERY_REQUEST = True  # the age counts from the last request: expiry on inactivity
+# Expiry after inactivity: portal.middleware.SessionActivityMiddleware refreshes the session
+# at most once a minute instead of saving it on every request.
 SESSION_COOKIE_HTTPONLY = True
 
 # --- Internationalisation --------------------------------------------------------------------

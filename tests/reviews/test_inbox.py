@@ -346,15 +346,15 @@ def test_inbox_pins_its_query_count(client, roles, django_assert_num_queries):
     client.force_login(roles.reviewer)
     client.get(reverse("reviews:inbox"))  # warm the ContentType cache
     # session, user, review scope (one query), rows, their sources, filter choices (agents
-    # and systems, one query), navigation (groups, badge count), session save (in 2
-    # savepoints under test)
-    with django_assert_num_queries(11):
+    # and systems, one query), navigation (groups, badge count); no session save (it is
+    # refreshed at most once a minute)
+    with django_assert_num_queries(8):
         client.get(reverse("reviews:inbox"))
     # an htmx filter change: no badge, no filter choices
-    with django_assert_num_queries(9):
+    with django_assert_num_queries(6):
         client.get(reverse("reviews:inbox"), {"reason": "guardrail"}, headers=HTMX)
     # the last page after a keyset step also looks for rows without a due time
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(7):
         client.get(reverse("reviews:inbox"), {"after": "2000-01-01T00:00:00Z,1"},
                    headers=HTMX)
 

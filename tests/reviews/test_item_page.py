@@ -262,8 +262,8 @@ def test_item_page_pins_its_query_count(client, roles, refund, django_assert_num
     page_of(client, refund)  # warm the ContentType cache
     # session, user, global perms ×2, the request (with agent, system, people), may decide
     # (object perms ×2), sources, fired guardrails, runbook, history, navigation (groups,
-    # badge: scope + count), session save (in 2 savepoints under test)
-    with django_assert_num_queries(17):
+    # badge: scope + count); no session save (refreshed at most once a minute)
+    with django_assert_num_queries(14):
         page_of(client, refund)
 
 
