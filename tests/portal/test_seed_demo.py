@@ -14,6 +14,7 @@ from agents.models import Agent, DataSource, Guardrail, RollbackStep, System, Sy
 from portal.management.commands.seed_demo import CAST, DEMO_PASSWORD, DEMO_REGISTRY
 from portal.models import AuditEvent, User
 from portal.permissions import has_agent_perm, visible_agents
+from reviews.models import ActionRequest
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db
@@ -89,7 +90,14 @@ def test_seed_demo_creates_the_cast_and_the_demo_registry():
     assert visible_agents(users["rachel"]).count() == 5
     assert not visible_agents(users["victor"]).exists()
 
-    assert {e.actor_label for e in AuditEvent.objects.all()} == {"system"}
+    setup = AuditEvent.objects.exclude(verb="action.proposed")
+    assert {e.actor_label for e in setup} == {"system"}
+    # the demo's proposals went through the real gate, audited as the agents themselves
+    proposals = AuditEvent.objects.filter(verb="action.proposed")
+    assert {e.actor_label for e in proposals} == {
+        "agent:refund-replies", "agent:crm-hygiene", "agent:account-research",
+        "agent:kpi-reporter"}
+    assert ActionRequest.objects.filter(status="pending").count() == 3
     assert "+ agent refund-replies" in out
     assert "admin     admin (superuser, /admin/)" in out
     assert out.rstrip().splitlines()[-1].split() == ["victor", "viewer:", "no", "agents",

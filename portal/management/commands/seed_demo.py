@@ -49,6 +49,37 @@ CAST = (
 )
 
 
+# What the demo agents ask the gate on the first load: (idempotency key, agent, proposal).
+DEMO_PROPOSALS = (
+    ("demo-1", "refund-replies", {
+        "system": "helpdesk", "operation": "refund_reply", "kind": "draft",
+        "target": "ticket 5521", "summary": "Refund 650 USD for a damaged order",
+        "amount": 650, "currency": "USD", "changes": {"currency": "USD"}, "confidence": 0.91,
+        "content": "Dear Ms Lee, we are sorry your order arrived damaged. We have refunded "
+                   "650 USD to your card; it will show within 5 working days.",
+        "sources": ["ticket-history", "refund-policy"], "prompt": "Draft a refund reply.",
+        "cost_usd": 0.004, "tokens": 950}),
+    ("demo-2", "crm-hygiene", {
+        "system": "crm", "operation": "update_opportunity", "kind": "execute",
+        "target": "opportunity 9001", "summary": "Move Acme renewal to Closed Won",
+        "changes": {"stage": "Closed Won", "close_date": "2026-11-20"}, "confidence": 0.84,
+        "sources": ["crm-accounts"], "prompt": "Tidy the Acme renewal.", "cost_usd": 0.002}),
+    ("demo-3", "crm-hygiene", {
+        "system": "crm", "operation": "update_contact", "kind": "execute",
+        "target": "contact 311", "summary": "Fix a phone number's format",
+        "changes": {"phone": "+44 20 7946 0000"}, "confidence": 0.97,
+        "sources": ["crm-accounts"], "cost_usd": 0.001}),
+    ("demo-4", "account-research", {
+        "system": "crm", "operation": "draft_brief", "kind": "draft",
+        "target": "account Globex", "summary": "Meeting brief for Globex on Thursday",
+        "content": "Globex: 3 open opportunities, renewal due in March, champion is the CFO.",
+        "confidence": 0.88, "sources": ["crm-accounts", "product-docs"], "cost_usd": 0.01}),
+    ("demo-5", "kpi-reporter", {
+        "system": "knowledge-base", "operation": "draft_commentary", "kind": "draft",
+        "summary": "Weekly revenue commentary", "sources": ["finance-warehouse"]}),
+)
+
+
 class Command(BaseCommand):
     help = "Create the demo users and load demo/registry.yaml (safe to run again)."
 
@@ -66,9 +97,12 @@ class Command(BaseCommand):
                                "installation).")
         with transaction.atomic():
             created = self.create_users()
-            if reset or not self.registry_loaded():
+            first_load = not self.registry_loaded()
+            if reset or first_load:
                 call_command("apply_agents", str(DEMO_REGISTRY), stdout=self.stdout,
                              stderr=self.stderr)
+            if first_load:
+                self.propose_demo_actions()
             else:
                 self.stdout.write("The demo registry is already loaded; left as it is "
                                   "(--reset re-applies demo/registry.yaml).")
@@ -92,6 +126,20 @@ class Command(BaseCommand):
                                "superuser": person.superuser, "because": "demo data"})
             created.add(person.username)
         return created
+
+    def propose_demo_actions(self) -> None:
+        """Send a few realistic proposals through the real gate, so the inbox has work."""
+        from agents.services import agent_token_create
+        from reviews import gate
+
+        tokens = {}
+        for key, slug, proposal in DEMO_PROPOSALS:
+            if slug not in tokens:
+                agent = Agent.objects.get(slug=slug)
+                tokens[slug] = agent_token_create(actor=None, agent=agent, name="demo")[0]
+            action = gate.propose(token=tokens[slug],
+                                  proposal={**proposal, "idempotency_key": key}).action
+            self.stdout.write(f"  {slug}: {proposal['summary']} → {action.decision}")
 
     def registry_loaded(self) -> bool:
         try:
