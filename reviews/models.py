@@ -129,7 +129,8 @@ class ActionRequest(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.operation} in {self.system_id} ({self.decision})"
+        # No related lookups here: the gate computes this on its hot path.
+        return f"{self.operation} ({self.kind}, {self.decision})"
 
     @property
     def final_changes(self) -> dict:
