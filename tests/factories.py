@@ -130,3 +130,18 @@ def make_roles() -> Roles:
         viewer=UserFactory(username="vic-viewer"),
         agent=agent, other=other,
     )
+
+
+def make_live_agent() -> Agent:
+    """A live L2 agent for gate tests: execute in the CRM (stage changes need review), draft
+    in the helpdesk, one declared source `crm-records`, no sampling."""
+    from agents.models import SystemAccess
+
+    agent = make_agent(slug="crm-hygiene", ready=True, autonomy_level=2, review_sample_rate=0.0)
+    crm = SystemFactory(slug="crm", name="CRM")
+    SystemAccess.objects.create(agent=agent, system=crm, max_kind="execute")
+    agent.sources.add(DataSourceFactory(slug="crm-records", name="CRM records"))
+    services.guardrail_create(actor=None, agent=agent, name="Stage changes need approval",
+                              field="changes.stage", operator="changed", effect="review")
+    services.agent_move(actor=None, agent=agent, to_status="pilot")
+    return services.agent_move(actor=None, agent=agent, to_status="live")

@@ -17,7 +17,6 @@ from guardian.shortcuts import assign_perm
 
 import steward_client
 from agents import services
-from agents.models import SystemAccess
 from reviews import api as reviews_api
 from reviews import gate
 from reviews import services as review_services
@@ -35,7 +34,7 @@ from steward_client import (
     Steward,
     WaitTimeout,
 )
-from tests.factories import DataSourceFactory, SystemFactory, UserFactory, make_agent
+from tests.factories import UserFactory, make_live_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -49,16 +48,7 @@ STAGE_CHANGE = {**UPDATE, "summary": "Mark deal 4411 as won", "changes": {"stage
 
 @pytest.fixture
 def agent(transactional_db):
-    """A live L2 agent (as tests/reviews/conftest.py): stage changes in the CRM need review."""
-    agent = make_agent(slug="crm-hygiene", ready=True, autonomy_level=2,
-                       review_sample_rate=0.0)
-    crm = SystemFactory(slug="crm", name="CRM")
-    SystemAccess.objects.create(agent=agent, system=crm, max_kind="execute")
-    agent.sources.add(DataSourceFactory(slug="crm-records", name="CRM records"))
-    services.guardrail_create(actor=None, agent=agent, name="Stage changes need approval",
-                              field="changes.stage", operator="changed", effect="review")
-    services.agent_move(actor=None, agent=agent, to_status="pilot")
-    return services.agent_move(actor=None, agent=agent, to_status="live")
+    return make_live_agent()
 
 
 @pytest.fixture

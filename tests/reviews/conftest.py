@@ -1,8 +1,7 @@
 import pytest
 
 from agents import services
-from agents.models import SystemAccess
-from tests.factories import DataSourceFactory, SystemFactory, make_agent
+from tests.factories import make_live_agent
 
 
 class AgentClient:
@@ -21,16 +20,7 @@ class AgentClient:
 
 @pytest.fixture
 def live_agent(db):
-    """A live L2 agent: draft in the helpdesk, execute in the CRM, one declared source."""
-    agent = make_agent(slug="crm-hygiene", ready=True, autonomy_level=2,
-                       review_sample_rate=0.0)
-    crm = SystemFactory(slug="crm", name="CRM")
-    SystemAccess.objects.create(agent=agent, system=crm, max_kind="execute")
-    agent.sources.add(DataSourceFactory(slug="crm-records", name="CRM records"))
-    services.guardrail_create(actor=None, agent=agent, name="Stage changes need approval",
-                              field="changes.stage", operator="changed", effect="review")
-    services.agent_move(actor=None, agent=agent, to_status="pilot")
-    return services.agent_move(actor=None, agent=agent, to_status="live")
+    return make_live_agent()
 
 
 @pytest.fixture
