@@ -50,8 +50,11 @@ def agent_detail(request, slug):
 
 
 def _detail_context(request, agent: Agent, **extra) -> dict:
+    from reviews.callbacks import failed_callbacks  # the reviews app builds on the registry
+
     return {
         "agent": agent,
+        "callback_failures": failed_callbacks(agent=agent) if agent.callback_secret else [],
         "moves": selectors.lifecycle_moves(agent),
         "pause_form": PauseForm(),
         "retire_form": RetireForm(),
