@@ -7,18 +7,9 @@ from uuid import UUID
 from ninja import Schema
 from pydantic import Field, field_validator
 
+from portal.text import contains_nul
+
 Kind = Literal["read", "draft", "recommend", "execute"]
-
-
-def _has_nul(value: Any) -> bool:
-    """PostgreSQL cannot store NUL characters in text or JSON."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
 
 
 class ProposalIn(Schema):
@@ -44,7 +35,7 @@ class ProposalIn(Schema):
     @field_validator("*")
     @classmethod
     def no_nul_characters(cls, value):
-        if _has_nul(value):
+        if contains_nul(value):
             raise ValueError("must not contain NUL (\\u0000) characters")
         return value
 

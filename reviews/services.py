@@ -31,6 +31,7 @@ from agents.policy import Decision as PolicyDecision
 from portal import audit
 from portal.permissions import REVIEW_AGENT, has_agent_perm
 from portal.roles import ADMINS
+from portal.text import contains_nul
 from reviews.gate import PROPOSAL_FIELDS, lock_agent_for_share, proposal_digest
 from reviews.models import ActionRequest
 
@@ -178,29 +179,18 @@ def action_approve(*, actor, action: ActionRequest, note: str = "") -> ActionReq
     return action
 
 
-def _has_nul(value) -> bool:
-    """PostgreSQL cannot store NUL characters in text or JSON."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _check_edit_input(changes, content) -> None:
     errors = {}
     if changes is not None and (not isinstance(changes, dict)
                                 or not all(isinstance(key, str) for key in changes)):
         errors["changes"] = "The changes must be a JSON object: {field: new value}."
-    elif _has_nul(changes):
+    elif contains_nul(changes):
         errors["changes"] = "The changes must not contain NUL (\\u0000) characters."
     if content is not None and not isinstance(content, str):
         errors["content"] = "The content must be text."
     elif content is not None and len(content) > CONTENT_MAX_CHARS:
         errors["content"] = f"Keep the content under {CONTENT_MAX_CHARS:,} characters."
-    elif _has_nul(content):
+    elif contains_nul(content):
         errors["content"] = "The content must not contain NUL (\\u0000) characters."
     if errors:
         raise ValidationError(errors)
