@@ -17,6 +17,7 @@ from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
 from agents import lifecycle
+from agents.locking import agent_for_update, lock_agents_for_change
 from agents.models import (
     AccessKind,
     Agent,
@@ -112,6 +113,7 @@ def _check_autonomy(*, actor, agent: Agent, old_level: int | None) -> None:
 
 def _policy_changed(*agents: Agent) -> None:
     """The gate judges by a cached snapshot keyed by this version: every change must raise it."""
+    lock_agents_for_change(*(a.pk for a in agents))
     Agent.objects.filter(pk__in=[a.pk for a in agents]).update(
         policy_version=F("policy_version") + 1)
 
@@ -163,7 +165,7 @@ def agent_create(*, actor, pausers=(), sources=(), **fields) -> Agent:
 def agent_update(*, actor, agent: Agent, pausers=None, sources=None, **fields) -> Agent:
     """Change the agent's configuration; the audit event carries a field-level diff."""
     require_agent_perm(actor, CHANGE_AGENT, agent)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    agent = agent_for_update(agent.pk)
     if agent.status == Agent.Status.RETIRED:
         raise ValidationError("A retired agent cannot be changed.")
     before, perms_before = agent_snapshot(agent), _role_permissions(agent)
@@ -202,7 +204,7 @@ def agent_missing_for(agent: Agent, target: str) -> list[str]:
 def agent_move(*, actor, agent: Agent, to_status: str) -> Agent:
     """Move along the lifecycle (proposed → pilot → live, or one step back)."""
     require_agent_perm(actor, CHANGE_AGENT, agent)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    agent = agent_for_update(agent.pk)
     if to_status not in lifecycle.MOVES.get(agent.status, []):
         raise ValidationError(
             f"{agent.name} is {agent.status}; it cannot move to {to_status} from there.")
@@ -224,7 +226,7 @@ def agent_pause(*, actor, agent: Agent, reason: str) -> Agent:
     require_agent_perm(actor, PAUSE_AGENT, agent)
     if not reason or not reason.strip():
         raise ValidationError({"reason": "Say why you are pausing the agent."})
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    agent = agent_for_update(agent.pk)
     if agent.status in (Agent.Status.PAUSED, Agent.Status.RETIRED):
         raise ValidationError(f"{agent.name} is already {agent.status}.")
     agent.status_before_pause, agent.status = agent.status, Agent.Status.PAUSED
@@ -241,7 +243,7 @@ def agent_pause(*, actor, agent: Agent, reason: str) -> Agent:
 def agent_resume(*, actor, agent: Agent) -> Agent:
     """Lift a pause: the agent returns to the status it had before."""
     require_agent_perm(actor, PAUSE_AGENT, agent)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    agent = agent_for_update(agent.pk)
     if agent.status != Agent.Status.PAUSED:
         raise ValidationError(f"{agent.name} is not paused.")
     agent.status = agent.status_before_pause or Agent.Status.PROPOSED
@@ -260,7 +262,7 @@ def agent_resume(*, actor, agent: Agent) -> Agent:
 def agent_retire(*, actor, agent: Agent, reason: str = "") -> Agent:
     """End the agent for good: its tokens stop working and it can never be changed again."""
     require_agent_perm(actor, CHANGE_AGENT, agent)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    agent = agent_for_update(agent.pk)
     if agent.status == Agent.Status.RETIRED:
         raise ValidationError(f"{agent.name} is already retired.")
     old = agent.status
@@ -373,7 +375,7 @@ def guardrail_delete(*, actor, guardrail: Guardrail) -> None:
 @transaction.atomic
 def rollback_step_add(*, actor, agent: Agent, title: str, instructions: str) -> RollbackStep:
     _editable(actor, agent)
-    Agent.objects.select_for_update().filter(pk=agent.pk).first()  # serialise numbering
+    agent_for_update(agent.pk)  # serialise numbering
     last = agent.rollback_steps.aggregate(last=Max("position"))["last"] or 0
     step = RollbackStep(agent=agent, position=last + 1, title=title.strip(),
                         instructions=instructions.strip())
@@ -405,7 +407,7 @@ def rollback_step_remove(*, actor, step: RollbackStep) -> None:
     """Remove a step and close the gap so positions stay 1, 2, 3…"""
     agent = step.agent
     _editable(actor, agent)
-    Agent.objects.select_for_update().filter(pk=agent.pk).first()
+    agent_for_update(agent.pk)
     audit.record(actor=actor, verb="rollback_step.removed", obj=step, agent=agent,
                  data={"position": step.position, "title": step.title})
     position = step.position

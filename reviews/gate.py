@@ -1,26 +1,33 @@
 """The gate: judge one proposed action, store it, audit it, answer. The hot path.
 
-Concurrency (the kill switch): each call reads the agent's row with `SELECT … FOR SHARE`
-inside its transaction, and pausing takes `FOR UPDATE` on the same row (agents.services).
-A pause therefore waits for the gate calls already past that read, and every call that reads
-after the pause committed sees `paused`: once a pause has committed, nothing is allowed.
-Approvals take the same share lock (reviews.services).
+Concurrency (the kill switch): a decision is stored only while the agent's row still has the
+policy version it was judged by, read under `SELECT … FOR SHARE`. Pausing (and every other
+policy change) takes `FOR UPDATE` on that row and raises the version, so a pause waits for the
+gate calls already storing, and every call that stores after it committed sees the new
+version: once a pause has committed, nothing is allowed. Approvals take the same share lock
+(reviews.services). A fair advisory lock in front of the row lock keeps a stream of gate
+calls from starving a pause (agents.locking).
 
-Blast radius: when an `execute` action would be counted against `max_writes_per_hour`, the
-call also takes a per-agent advisory lock, so two calls cannot both see "one write left".
+Two paths, one guarantee:
+- unlocked (PostgreSQL, most calls): judge by the version read with the token, then one
+  statement locks the agent row `FOR SHARE`, checks the version and inserts the request and
+  its audit event; if the version moved, nothing is stored and the call takes the locked path;
+- locked: a transaction reads the version `FOR SHARE` first, then judges and stores. A counted
+  `execute` (against `max_writes_per_hour`) always takes it, with a per-agent advisory lock
+  so two calls cannot both see "one write left".
 
-Speed (tests/perf/gate.py): on PostgreSQL a call costs the token lookup, the share-locked read,
-one statement that inserts the request and its audit event together, and the commit (plus the
-advisory lock and a bounded count for a counted `execute`). The two inserts are raw SQL with
-the values Django's own fields prepare, so the rows are exactly what `save()` and
-`audit.record()` write (tests/perf/test_gate_rows.py compares them); other databases take the
-ORM path.
+Speed (tests/perf/gate.py): on PostgreSQL an unlocked call costs two round trips, the token
+lookup and the guarded insert, like the bare baseline. The inserts are raw SQL with the values
+Django's own fields prepare, so the rows are exactly what `save()` and `audit.record()` write
+(tests/perf/test_gate_rows.py compares them); other databases take the ORM path.
 """
 
+import functools
 import hashlib
 import json
 import threading
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -32,6 +39,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from agents import snapshots
+from agents.locking import SHARED_ADVISORY_CONDITION
 from agents.models import AgentToken, DataSource, System
 from agents.policy import Action, Counters, Decision, decide
 from portal import audit
@@ -137,12 +145,18 @@ def _writes_last_hour(agent_id: int, now: datetime, limit: int) -> int:
     return recent[:limit].count()  # stop counting at the limit: the index scan stays short
 
 
+# The agent's row, share-locked behind the fair advisory lock (agents.locking).
+LOCKED_VERSION_SQL = ("SELECT policy_version FROM agents_agent WHERE id = %s "
+                      f"AND {SHARED_ADVISORY_CONDITION} FOR SHARE")
+
+
 def lock_agent_for_share(agent_id: int) -> int:
     """Read the agent's policy version under a share lock (see the module docstring)."""
-    suffix = " FOR SHARE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT policy_version FROM agents_agent WHERE id = %s{suffix}",
-                       [agent_id])
+        if connection.vendor == "postgresql":
+            cursor.execute(LOCKED_VERSION_SQL, [agent_id])
+        else:
+            cursor.execute("SELECT policy_version FROM agents_agent WHERE id = %s", [agent_id])
         return cursor.fetchone()[0]
 
 
@@ -155,6 +169,13 @@ def propose(*, token: AgentToken, proposal: dict) -> GateResult:
         if earlier is not None:
             return GateResult(earlier, created=False)
     try:
+        if _raw_sql():
+            # One statement is its own transaction; inside a caller's, a savepoint keeps a
+            # duplicate key from aborting it.
+            with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                action = _store_if_policy_unchanged(token, agent_id, proposal)
+            if action is not None:
+                return GateResult(action, True)
         with transaction.atomic():
             return GateResult(_judge_and_store(token, agent_id, proposal), True)
     except IntegrityError:
@@ -165,9 +186,36 @@ def propose(*, token: AgentToken, proposal: dict) -> GateResult:
                           created=False)
 
 
+def _store_if_policy_unchanged(token: AgentToken, agent_id: int,
+                               proposal: dict) -> ActionRequest | None:
+    """The unlocked path: None when it cannot decide alone (a counted write, or the policy
+    changed between the token lookup and the insert)."""
+    policy = snapshots.policy_snapshot(agent_id, token.agent.policy_version)
+    if proposal["kind"] == "execute" and policy.max_writes_per_hour:
+        return None
+    action, route_to_group, data = _judge(token, policy, proposal)
+    return action if _insert_with_event(action, token, route_to_group, data) else None
+
+
 def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> ActionRequest:
-    version = lock_agent_for_share(agent_id)
-    policy = snapshots.policy_snapshot(agent_id, version)
+    """The locked path, inside the caller's transaction."""
+    policy = snapshots.policy_snapshot(agent_id, lock_agent_for_share(agent_id))
+    action, route_to_group, data = _judge(token, policy, proposal)
+    if _raw_sql():
+        stored = _insert_with_event(action, token, route_to_group, data)
+        assert stored, "the share lock keeps the policy version"
+    else:
+        if route_to_group:
+            action.route_to_group = Group.objects.filter(name=route_to_group).first()
+        action.save(force_insert=True)
+        audit.record(actor=token.agent, verb="action.proposed", obj=action, agent=token.agent,
+                     data=data)
+    return action
+
+
+def _judge(token: AgentToken, policy, proposal: dict) -> tuple[ActionRequest, str | None, dict]:
+    """The request as it will be stored, the group its review goes to, and its audit data."""
+    agent_id = policy.agent_id
     system_id = _system_id(proposal["system"], policy)
     sources = list(proposal.get("sources") or [])
     _check_sources(sources, policy.sources)
@@ -182,7 +230,7 @@ def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> Action
                         if policy.monthly_cost_budget is not None else 0.0),
     )
     action = ActionRequest(agent_id=agent_id, token=token, created_at=now,
-                           system_id=system_id, policy_version=version)
+                           system_id=system_id, policy_version=policy.version)
     for name in ("operation", "kind", "target", "summary", "content", "currency", "prompt",
                  "tokens", "idempotency_key"):
         setattr(action, name, proposal.get(name) or ("" if name not in (
@@ -204,17 +252,9 @@ def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> Action
             "proposal": {name: proposal.get(name) for name in PROPOSAL_FIELDS},
             "decision": action.decision, "status": action.status,
             "sampled": action.sampled, "reasons": action.reasons,
-            "policy_version": version,
+            "policy_version": policy.version,
             "fired_guardrail_ids": action.fired_guardrail_ids}
-    if _raw_sql():
-        _insert_with_event(action, token, route_to_group, data)
-    else:
-        if route_to_group:
-            action.route_to_group = Group.objects.filter(name=route_to_group).first()
-        action.save(force_insert=True)
-        audit.record(actor=token.agent, verb="action.proposed", obj=action, agent=token.agent,
-                     data=data)
-    return action
+    return action, route_to_group, data
 
 
 def _apply_decision(action: ActionRequest, decision: Decision, proposal: dict,
@@ -265,21 +305,32 @@ _ROUTE_GROUP_INDEX = [f.attname for f in _ACTION_FIELDS].index("route_to_group_i
 _EVENT_PLAN = [(f.attname, _preparation(f), f) for f in _EVENT_FIELDS]
 _PLACEHOLDERS = {"raw": "%s", "json": "%s::jsonb", "field": "%s"}
 _ROUTE_GROUP_SQL = "(SELECT id FROM auth_group WHERE name = %s ORDER BY id LIMIT 1)"
-# One round trip for both rows: the event names the request by the id the first insert made.
-_INSERT_WITH_EVENT_SQL = (
-    "WITH action AS (INSERT INTO {action_table} ({action_columns}) VALUES ({action_values}) "
-    "RETURNING id, route_to_group_id), "
-    "event AS (INSERT INTO {event_table} ({event_columns}, object_id, data) "
-    "SELECT {event_values}, action.id::text, %s::jsonb FROM action RETURNING id) "
-    "SELECT action.id, action.route_to_group_id FROM action, event").format(
-    action_table=ActionRequest._meta.db_table,
-    action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
-    action_values=", ".join(_ROUTE_GROUP_SQL if attname == "route_to_group_id"
-                            else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN),
-    event_table=AuditEvent._meta.db_table,
-    event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
-    event_values=", ".join(_PLACEHOLDERS[how] for _a, how, _f in _EVENT_PLAN),
-)
+# The agent row, share-locked, if it still has the version the decision was judged by. A
+# test swaps it for one without the lock or the check, to prove the kill-switch test can fail.
+AGENT_GUARD_SQL = ("SELECT id FROM agents_agent WHERE id = %s AND policy_version = %s "
+                   f"AND {SHARED_ADVISORY_CONDITION} FOR SHARE")
+
+
+@functools.cache
+def _insert_with_event_sql(guard: str) -> str:
+    """One statement for both rows, stored only if `guard` yields the agent's row; the event
+    names the request by the id the first insert made."""
+    return (
+        "WITH guard AS ({guard}), "
+        "action AS (INSERT INTO {action_table} ({action_columns}) SELECT {action_values} "
+        "FROM guard RETURNING id, route_to_group_id), "
+        "event AS (INSERT INTO {event_table} ({event_columns}, object_id, data) "
+        "SELECT {event_values}, action.id::text, %s::jsonb FROM action RETURNING id) "
+        "SELECT action.id, action.route_to_group_id FROM action, event").format(
+        guard=guard,
+        action_table=ActionRequest._meta.db_table,
+        action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
+        action_values=", ".join(_ROUTE_GROUP_SQL if attname == "route_to_group_id"
+                                else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN),
+        event_table=AuditEvent._meta.db_table,
+        event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
+        event_values=", ".join(_PLACEHOLDERS[how] for _a, how, _f in _EVENT_PLAN),
+    )
 
 
 def _prepared(obj, plan) -> list:
@@ -295,20 +346,27 @@ def _prepared(obj, plan) -> list:
 
 
 def _insert_with_event(action: ActionRequest, token: AgentToken, route_to_group: str | None,
-                       data: dict) -> None:
+                       data: dict) -> bool:
     """Insert the request and its `action.proposed` event as `save()` and `audit.record()`
-    would (same field preparation, same JSON), in one statement."""
+    would (same field preparation, same JSON), in one statement, if the agent still has the
+    policy version of `action`. False, and nothing stored, if it has not."""
     agent = token.agent
     event = AuditEvent(actor_type=AuditEvent.ActorType.AGENT, actor_user=None,
                        actor_label=f"agent:{agent.slug}", verb="action.proposed",
                        object_type=ActionRequest._meta.label_lower,
                        object_repr=str(action)[:200], agent=agent)
-    params = _prepared(action, _ACTION_PLAN) + _prepared(event, _EVENT_PLAN)
-    params[_ROUTE_GROUP_INDEX] = route_to_group  # its placeholder looks the group up by name
+    action_params = _prepared(action, _ACTION_PLAN)
+    action_params[_ROUTE_GROUP_INDEX] = route_to_group  # its placeholder looks it up by name
     # audit.record() stores json.loads(json.dumps(data, DjangoJSONEncoder, sort_keys=True)):
     # the same JSON document, parsed by PostgreSQL instead.
-    params.append(json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True))
+    params = [action.agent_id, action.policy_version, *action_params,
+              *_prepared(event, _EVENT_PLAN),
+              json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True)]
     with connection.cursor() as cursor:
-        cursor.execute(_INSERT_WITH_EVENT_SQL, params)
-        action.pk, action.route_to_group_id = cursor.fetchone()
+        cursor.execute(_insert_with_event_sql(AGENT_GUARD_SQL), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    action.pk, action.route_to_group_id = row
     action._state.adding, action._state.db = False, connection.alias
+    return True

@@ -4,7 +4,8 @@ The guarantee: once the pause transaction has committed, no gate call returns `a
 approval of the agent's items succeeds. Threads hammer the gate (or approve items) while the
 main thread pauses the agent. A delay between reading the policy and storing the decision
 widens the race window; `test_the_check_catches_a_gate_without_the_lock` shows the same check
-fails when the gate's share lock is taken away.
+fails when the gate's share lock is taken away. Both of the gate's paths are raced: the
+unlocked one (judge, then one guarded insert) and the locked one (a counted write).
 """
 
 import threading
@@ -49,8 +50,13 @@ def _pause_while_hammering(agent: Agent, token: AgentToken) -> tuple[float, list
     for thread in threads:
         thread.start()
     time.sleep(0.4)
+    asked = time.monotonic()
     services.agent_pause(actor=None, agent=agent, reason="Kill switch test")
     committed = time.monotonic()
+    # Liveness, not speed: the pause gets through the stream of calls instead of waiting
+    # behind it for minutes (row share locks alone let it starve: agents.locking). It takes
+    # milliseconds; 10 s only rules out the starvation.
+    assert committed - asked < 10
     time.sleep(0.4)
     stop.set()
     for thread in threads:
@@ -73,8 +79,15 @@ def slow_gate(monkeypatch):
     monkeypatch.setattr(gate, "after_policy_read", lambda: time.sleep(0.02))
 
 
-def test_no_gate_call_allows_after_the_pause_commits(live_agent, slow_gate):
-    services.agent_update(actor=None, agent=live_agent, autonomy_level=3)
+# The gate's two paths (reviews.gate): without a write limit an `execute` takes the unlocked
+# path; with one it is counted, on the locked path.
+PATHS = {"unlocked": None, "locked": 100_000}
+
+
+@pytest.mark.parametrize("write_limit", PATHS.values(), ids=PATHS.keys())
+def test_no_gate_call_allows_after_the_pause_commits(live_agent, slow_gate, write_limit):
+    services.agent_update(actor=None, agent=live_agent, autonomy_level=3,
+                          max_writes_per_hour=write_limit)
     token, _secret = services.agent_token_create(actor=None, agent=live_agent, name="t")
     committed, calls = _pause_while_hammering(live_agent, token)
 
@@ -85,15 +98,20 @@ def test_no_gate_call_allows_after_the_pause_commits(live_agent, slow_gate):
     assert any(d == "block" for started, d in calls if started > committed)
 
 
-def test_the_check_catches_a_gate_without_the_lock(live_agent, monkeypatch):
+@pytest.mark.parametrize("write_limit", PATHS.values(), ids=PATHS.keys())
+def test_the_check_catches_a_gate_without_the_lock(live_agent, monkeypatch, write_limit):
     def read_without_lock(agent_id: int) -> int:
         return Agent.objects.values_list("policy_version", flat=True).get(pk=agent_id)
 
     monkeypatch.setattr(gate, "lock_agent_for_share", read_without_lock)
+    # ...and the insert neither locks the row nor checks the version
+    monkeypatch.setattr(gate, "AGENT_GUARD_SQL",
+                        "SELECT id FROM agents_agent WHERE id = %s AND %s::int IS NOT NULL")
     # A long hold, so some call is surely between its read and its insert when the pause
     # commits, even on a loaded machine.
     monkeypatch.setattr(gate, "after_policy_read", lambda: time.sleep(0.15))
-    services.agent_update(actor=None, agent=live_agent, autonomy_level=3)
+    services.agent_update(actor=None, agent=live_agent, autonomy_level=3,
+                          max_writes_per_hour=write_limit)
     token, _secret = services.agent_token_create(actor=None, agent=live_agent, name="t")
     committed, calls = _pause_while_hammering(live_agent, token)
 
