@@ -17,7 +17,7 @@ help:
 	@echo "make run         the portal on http://127.0.0.1:$(PORT)/ with web, worker and beat (Ctrl-C stops all)"
 	@echo "make test        the whole test suite (pytest)"
 	@echo "make lint        ruff check"
-	@echo "make bench       the gate vs a bare Django baseline, and the inbox at 100k items (PostgreSQL, gunicorn, wrk)"
+	@echo "make bench       the gate, the inbox, metric imports and scorecards under load (PostgreSQL, gunicorn, wrk)"
 	@echo "make screenshot  docs/dashboard.png from the demo data"
 
 $(BIN)/python:
@@ -63,6 +63,8 @@ bench: $(INSTALLED_DEV)
 	  { apt-get update -q >/dev/null && apt-get install -y -q wrk >/dev/null; }; }
 	$(BIN)/python -m tests.perf.gate
 	$(BIN)/python -m tests.perf.inbox
+	$(BIN)/python -m tests.perf.metrics_import
+	$(BIN)/python -m tests.perf.scorecards
 
 lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .

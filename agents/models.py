@@ -68,6 +68,15 @@ class DataSource(models.Model):
         return (now or timezone.now()) - self.refreshed_at > self.max_age
 
 
+# Pages under /metrics/ and /agents/ that an agent's slug would hide (/metrics/<slug>/).
+RESERVED_AGENT_SLUGS = frozenset({"imports", "alerts", "new"})
+
+
+def validate_agent_slug(value: str) -> None:
+    if value in RESERVED_AGENT_SLUGS:
+        raise ValidationError(f"'{value}' is the name of a page in Steward; choose another slug.")
+
+
 class Agent(models.Model):
     class Status(models.TextChoices):
         PROPOSED = "proposed", "proposed"
@@ -86,7 +95,8 @@ class Agent(models.Model):
         WEEKLY = "weekly", "weekly"
         MONTHLY = "monthly", "monthly"
 
-    slug = models.SlugField(unique=True, help_text="Lower-case letters, digits and hyphens.")
+    slug = models.SlugField(unique=True, validators=[validate_agent_slug],
+                            help_text="Lower-case letters, digits and hyphens.")
     name = models.CharField(max_length=120)
     description = models.TextField(blank=True)
     business_outcome = models.CharField(

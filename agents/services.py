@@ -215,8 +215,13 @@ def agent_move(*, actor, agent: Agent, to_status: str) -> Agent:
     old = agent.status
     agent.status = to_status
     agent.policy_version += 1
-    agent.save(update_fields=["status", "policy_version", "updated_at"])
-    audit.record(actor=actor, verb="agent.moved", obj=agent, data={"from": old, "to": to_status})
+    data = {"from": old, "to": to_status}
+    if to_status == Agent.Status.LIVE and agent.review_cadence != Agent.Cadence.MONTHLY:
+        # scorecards are reviewed weekly in pilot and monthly once live (owners may change it)
+        data["review_cadence"] = [agent.review_cadence, Agent.Cadence.MONTHLY]
+        agent.review_cadence = Agent.Cadence.MONTHLY
+    agent.save(update_fields=["status", "policy_version", "review_cadence", "updated_at"])
+    audit.record(actor=actor, verb="agent.moved", obj=agent, data=data)
     return agent
 
 

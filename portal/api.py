@@ -56,3 +56,4 @@ def unavailable(request, exc):
 
 api.add_router("/", "agents.api.router")
 api.add_router("/", "reviews.api.router")
+api.add_router("/", "metrics.api.router")

@@ -84,6 +84,17 @@ TEMPLATES = [
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    # Server-side binding lets psycopg prepare a statement after it has run this many times
+    # on a connection: the gate and the inbox run the same few queries all day, and skipping
+    # PostgreSQL's parse and plan is most of their database time. 0 turns it off (client-side
+    # binding, nothing prepared), which a transaction-pooling PgBouncer needs.
+    PREPARE_THRESHOLD = env_int("STEWARD_DB_PREPARE_THRESHOLD", 2)
+    if PREPARE_THRESHOLD > 0 and DATABASES["default"]["ENGINE"].endswith("postgresql"):
+        DATABASES["default"]["OPTIONS"] = {
+            **DATABASES["default"].get("OPTIONS", {}),
+            "server_side_binding": True,
+            "prepare_threshold": PREPARE_THRESHOLD,
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
@@ -180,6 +191,10 @@ if not DEBUG:
 # An item's due time comes from its agent's review SLA (Agent.review_sla_hours); past it the
 # `review-sla` beat task escalates the item, and this long after the proposal it expires.
 STEWARD_REVIEW_EXPIRE_HOURS = env_int("STEWARD_REVIEW_EXPIRE_HOURS", 72)
+# Metric imports: the largest file accepted; derived metrics recount this many past days on
+# each run, so decisions taken a day or two after the proposal are counted.
+STEWARD_IMPORT_MAX_BYTES = env_int("STEWARD_IMPORT_MAX_BYTES", 200 * 1024 * 1024)
+STEWARD_DERIVED_LOOKBACK_DAYS = env_int("STEWARD_DERIVED_LOOKBACK_DAYS", 3)
 STEWARD_REVIEW_CLAIM_MINUTES = env_int("STEWARD_REVIEW_CLAIM_MINUTES", 15)
 # Decision callbacks to agents (reviews.callbacks): attempts, backoff base and timeout.
 STEWARD_CALLBACK_MAX_ATTEMPTS = env_int("STEWARD_CALLBACK_MAX_ATTEMPTS", 6)
@@ -251,6 +266,10 @@ CELERY_BEAT_SCHEDULE = {
     "review-sla": {
         "task": "reviews.tasks.review_sla_enforce",
         "schedule": env_int("STEWARD_REVIEW_SLA_SECONDS", 300),
+    },
+    "derived-metrics": {
+        "task": "metrics.tasks.derived_metrics_compute",
+        "schedule": env_int("STEWARD_DERIVED_METRICS_SECONDS", 3600),
     },
     "purge-task-deliveries": {
         "task": "portal.tasks.task_deliveries_purge",

@@ -37,8 +37,6 @@ def audit_list(request):
 PLACEHOLDERS = {
     "reviews": ("Reviews", "The review inbox arrives with the policy gate: reviewers will "
                 "approve, edit or reject what agents propose, oldest due first."),
-    "scorecards": ("Scorecards", "Weekly and monthly scorecards of business outcome, quality, "
-                   "trust and cost, against target and human baseline, arrive next."),
     "alerts": ("Alerts", "Celery beat will watch for the warning signs (quality falling while "
                "speed rises, cost drift, review backlog, stale data…) and raise alerts here."),
 }

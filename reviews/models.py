@@ -126,6 +126,9 @@ class ActionRequest(models.Model):
             # sampled items not yet checked
             models.Index(fields=["due_at", "id"], name="action_sampled_unchecked",
                          condition=Q(sampled=True, sample_verdict="")),
+            # derived metrics: what people decided on each day
+            models.Index(fields=["reviewed_at"], name="action_reviewed_at",
+                         condition=Q(reviewed_by__isnull=False)),
         ]
 
     def __str__(self) -> str:

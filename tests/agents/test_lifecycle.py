@@ -38,10 +38,13 @@ def test_pilot_needs_access_and_rollback_then_live_needs_a_guardrail():
         services.agent_move(actor=None, agent=agent, to_status="live")
     services.guardrail_create(actor=None, agent=agent, name="Stage", field="changes.stage",
                               operator="changed", effect="review")
-    assert services.agent_move(actor=None, agent=agent, to_status="live").status == "live"
+    live = services.agent_move(actor=None, agent=agent, to_status="live")
+    assert live.status == "live"
+    assert live.review_cadence == "monthly"  # scorecards: weekly in pilot, monthly once live
     verbs = list(AuditEvent.objects.filter(agent=agent, verb="agent.moved")
                  .values_list("data", flat=True).order_by("id"))
-    assert verbs == [{"from": "proposed", "to": "pilot"}, {"from": "pilot", "to": "live"}]
+    assert verbs == [{"from": "proposed", "to": "pilot"},
+                     {"from": "pilot", "to": "live", "review_cadence": ["weekly", "monthly"]}]
 
 
 def test_cannot_skip_from_proposed_to_live():

@@ -6,9 +6,12 @@ One table of expectations; a row is (method, url name, which agent) and the answ
 
 import pytest
 from django.urls import get_resolver, reverse
+from django.utils import timezone
 
 from agents import services
 from agents.models import SystemAccess
+from metrics import selectors
+from metrics.models import ImportBatch
 from tests.factories import SystemFactory
 
 pytestmark = pytest.mark.django_db
@@ -54,7 +57,20 @@ EXPECTED = {
     ("GET", "dashboard", None):          [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "audit", None):              [302, 403, 403, 403, 403, 403, 200, 200],
     ("GET", "reviews:inbox", None):          [302, 200, 200, 200, 200, 200, 200, 200],
-    ("GET", "scorecards", None):         [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "metrics:fleet", None):    [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "metrics:export", None):   [302, 200, 200, 200, 200, 200, 200, 200],
+    ("GET", "metrics:agent", "agent"): [302, 404, 200, 404, 200, 200, 200, 200],
+    ("GET", "metrics:agent", "other"): [302, 404, 404, 200, 404, 404, 200, 200],
+    ("POST", "metrics:target-save", "agent"): [302, 404, 403, 404, 403, 302, 403, 302],
+    ("POST", "metrics:target-save", "other"): [302, 404, 404, 403, 404, 404, 403, 302],
+    ("POST", "metrics:review", "agent"):      [302, 404, 403, 404, 403, 302, 302, 302],
+    ("POST", "metrics:review", "other"):      [302, 404, 404, 403, 404, 404, 302, 302],
+    ("GET", "imports:list", None):       [302, 200, 200, 200, 200, 200, 200, 200],
+    ("POST", "imports:list", None):      [302, 403, 403, 403, 403, 400, 400, 400],  # no file
+    ("GET", "imports:detail", "agent"):  [302, 404, 404, 404, 404, 200, 200, 200],
+    ("GET", "imports:detail", "other"):  [302, 404, 404, 404, 404, 404, 200, 200],
+    ("GET", "imports:errors", "agent"):  [302, 404, 404, 404, 404, 200, 200, 200],
+    ("GET", "imports:errors", "other"):  [302, 404, 404, 404, 404, 404, 200, 200],
     ("GET", "alerts", None):             [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "incidents:list", None):     [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "incidents:create", None):   [302, 200, 200, 200, 200, 200, 200, 200],
@@ -79,6 +95,9 @@ POST_DATA = {
     "incidents:create": {"agent": "refund-replies", "category": "tone", "severity": "low",
                          "description": "The reply was curt."},
     "incidents:update": {"status": "investigating"},
+    "metrics:target-save": {"metric": "accuracy", "target": "95", "human_baseline": "90"},
+    "metrics:review": {"decision": "keep", "grain": "week", "period_start": (
+        selectors.reporting_periods("week", timezone.localdate())[0].isoformat())},
 }
 
 def _token(agent):
@@ -101,6 +120,12 @@ def _action_request(agent):
         "system": "crm", "operation": "lookup", "kind": "read"}).action
 
 
+def _import_batch(agent):
+    """A metric import uploaded by the agent's business owner (batches belong to uploaders)."""
+    return ImportBatch.objects.create(format="csv", sha256=f"matrix-{agent.slug}",
+                                      original_name="m.csv", created_by=agent.business_owner)
+
+
 # Endpoints on one part of an agent: how to make that part.
 PART_OF_AGENT = {
     "agents:access-remove": lambda agent: SystemAccess.objects.create(
@@ -116,6 +141,7 @@ PART_OF_AGENT = {
                      "reviews:unclaim", "reviews:looks-right", "reviews:flag"], _action_request),
     "incidents:detail": _incident,
     "incidents:update": _incident,
+    **dict.fromkeys(["imports:detail", "imports:errors"], _import_batch),
 }
 
 # Pages tested elsewhere with their own rules (no login, Django's own views).
@@ -134,7 +160,7 @@ def test_page_answers_each_role(client, roles, method, name, which, role, expect
     if role != "anonymous":
         client.force_login(getattr(roles, role))
     agent = getattr(roles, which) if which else None
-    args = [agent.slug] if agent and name.startswith("agents:") else []
+    args = [agent.slug] if agent and name.startswith(("agents:", "metrics:")) else []
     if name in PART_OF_AGENT:
         part = PART_OF_AGENT[name](agent)
         args.append(getattr(part, "public_id", part.pk))

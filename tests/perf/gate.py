@@ -417,9 +417,9 @@ def start_gunicorn(env: dict[str, str], port: int) -> subprocess.Popen:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as reply:
                 if reply.status == 200:
                     return server
-        except (urllib.error.URLError, ConnectionError):
+        except OSError:  # refused, reset or timed out while it starts
             time.sleep(0.3)
-    server.terminate()
+    server.kill()
     sys.exit("gunicorn did not answer /healthz within 30 s.")
 
 

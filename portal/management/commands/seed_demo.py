@@ -1,4 +1,5 @@
-"""`python manage.py seed_demo`: demo people, then the demo registry (demo/registry.yaml).
+"""`python manage.py seed_demo`: demo people, then the demo registry (demo/registry.yaml),
+then twelve weeks of demo metrics (metrics.demo).
 
 Idempotent. Users are created when missing and never changed afterwards. The registry file is
 applied with apply_agents the first time; once its agents exist it is left alone, so what
@@ -18,6 +19,8 @@ from django.db import transaction
 
 from agents import registry_yaml
 from agents.models import Agent
+from metrics import demo as demo_metrics
+from metrics import derived
 from portal import audit
 from portal.roles import ADMINS, OWNERS, REVIEWERS, REVOPS
 
@@ -106,6 +109,9 @@ class Command(BaseCommand):
             else:
                 self.stdout.write("The demo registry is already loaded; left as it is "
                                   "(--reset re-applies demo/registry.yaml).")
+            # every run: the twelve weeks of metrics end with the current week
+            self.stdout.write(demo_metrics.seed(reset=reset).summary)
+            derived.compute()  # today's trust and cost figures from the demo's gate calls
         self.print_logins(created)
 
     def create_users(self) -> set[str]:
