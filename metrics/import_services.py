@@ -174,7 +174,7 @@ def observations_push(*, token: AgentToken, items: list[dict], body: bytes) -> P
                         original_name=f"API push by {agent.slug}"[:255], rows_total=len(items),
                         rows_rejected=len(errors), started_at=now, finished_at=now)
     with transaction.atomic():
-        _save_api_batch(batch)
+        batch.save()  # pushes are never duplicates: a repeat is harmless (the upsert)
         written = observations.upsert([observations.Row(
             r.agent_id, r.metric_id, r.observed_at, r.value, r.source, batch.pk) for r in rows])
         batch.rows_imported, batch.rows_updated = written.inserted, written.updated
@@ -188,18 +188,3 @@ def observations_push(*, token: AgentToken, items: list[dict], body: bytes) -> P
             "rejected": len(errors)})
     return PushResult(batch=batch, inserted=written.inserted, updated=written.updated,
                       errors=errors)
-
-
-def _save_api_batch(batch: ImportBatch) -> None:
-    """API pushes are never duplicates: a repeat is harmless (the upsert) and recorded.
-    Until the sha256 constraint covers uploads only, a repeated body cannot be a second
-    live batch; it is then recorded as a repeat of the first (still fully written)."""
-    try:
-        with transaction.atomic():
-            batch.save()
-    except IntegrityError:
-        batch.pk = None
-        batch.status = Status.DUPLICATE
-        batch.duplicate_of = ImportBatch.objects.filter(sha256=batch.sha256).exclude(
-            status__in=[Status.DUPLICATE, Status.FAILED]).first()
-        batch.save()

@@ -18,6 +18,7 @@ session advisory lock per batch keeps two deliveries from working the same batch
 """
 
 import logging
+import time
 from collections.abc import Iterable
 
 from django.db import connection, transaction
@@ -35,6 +36,8 @@ Status = ImportBatch.Status
 CHUNK_ROWS = 25_000  # rows per COPY and per progress update
 BATCH_LOCK_CLASS = 4205  # per-batch advisory lock (4201 blast radius, 4202 agents, 4203 rollups)
 STAGE = "metrics_import_stage"
+LOST_CLIENT_CHECK = "2s"  # how soon a killed worker's running statement is cancelled
+LOCK_WAIT = 120  # seconds a redelivery waits for a killed delivery's backend to let go
 INTERNAL_ERROR = ("Steward could not finish this import because of an internal error (it is "
                   "logged). Upload the file again; if it fails again, tell an admin.")
 
@@ -84,7 +87,10 @@ def run(batch_id: int) -> None:
 
 class _worked_alone:
     """A session advisory lock on the batch (PostgreSQL): released on exit, or by the server
-    when a killed worker's connection goes away."""
+    when a killed worker's connection goes away. A killed worker's backend may still be
+    running a long statement (the server notices the dead client only between statements,
+    or every LOST_CLIENT_CHECK): a redelivery waits for it, up to LOCK_WAIT, rather than
+    leaving the batch `running` for ever."""
 
     def __init__(self, batch_id: int):
         self.batch_id, self.held = batch_id, False
@@ -93,9 +99,14 @@ class _worked_alone:
         if connection.vendor != "postgresql":
             return True
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_try_advisory_lock(%s, %s)",
-                           [BATCH_LOCK_CLASS, self.batch_id])
-            self.held = cursor.fetchone()[0]
+            cursor.execute(f"SET client_connection_check_interval = '{LOST_CLIENT_CHECK}'")
+            deadline = time.monotonic() + LOCK_WAIT
+            while not self.held and time.monotonic() < deadline:
+                cursor.execute("SELECT pg_try_advisory_lock(%s, %s)",
+                               [BATCH_LOCK_CLASS, self.batch_id])
+                self.held = cursor.fetchone()[0]
+                if not self.held:
+                    time.sleep(0.5)
         return self.held
 
     def __exit__(self, *exc) -> None:
@@ -174,7 +185,8 @@ def _load_csv_sql(batch: ImportBatch, checker: RowChecker) -> bool:
                         "Python.", batch.pk, exc)
             import_sql.drop_stage(cursor)
             return False
-        checked = import_sql.check_stage(cursor, columns, checker)
+        with transaction.atomic():  # temp tables only; the transaction bounds SET LOCAL
+            checked = import_sql.check_stage(cursor, columns, checker)
         rejected = len(checked.errors)
         with transaction.atomic():
             ImportBatch.objects.select_for_update().filter(pk=batch.pk).first()

@@ -260,29 +260,32 @@ def fleet_scorecard(*, user, grain: str, today: date | None = None) -> FleetScor
         .annotate(last_review_at=Subquery(last.values("created_at")[:1]),
                   last_decision=Subquery(last.values("decision")[:1]))
         .order_by("name"))
-    ids = [a.pk for a in agents]
-    values: dict[tuple[int, int, date], float] = {
-        (a, m, p): v for a, m, p, v in Rollup.objects.filter(
-            agent_id__in=ids, grain=grain, period_start__in=periods)
-        .values_list("agent_id", "metric_id", "period_start", "value")}
+    ids = [a.id for a in agents]
+    # agent id -> metric id -> period -> value
+    values: dict[int, dict[int, dict[date, float]]] = defaultdict(lambda: defaultdict(dict))
+    for agent_id, metric_id, start, value in Rollup.objects.filter(
+            agent_id__in=ids, grain=grain, period_start__in=periods).values_list(
+            "agent_id", "metric_id", "period_start", "value"):
+        values[agent_id][metric_id][start] = value
     targets = {(t.agent_id, t.metric_id): t for t in Target.objects.filter(agent_id__in=ids)}
     scorecard = FleetScorecard(grain, current, previous, headlines)
     for agent in agents:
+        mine = values.get(agent.id, {})
         cells = []
         for metric in headlines:
-            target = targets.get((agent.pk, metric.pk))
-            cells.append(Cell(metric, values.get((agent.pk, metric.pk, current)),
-                              values.get((agent.pk, metric.pk, previous)),
+            by_period = mine.get(metric.id, {})
+            target = targets.get((agent.id, metric.id))
+            cells.append(Cell(metric, by_period.get(current), by_period.get(previous),
                               target.target if target else None,
                               target.human_baseline if target else None))
         series = []
         for metric in metrics:
-            points = tuple(values[key] for key in ((agent.pk, metric.pk, p) for p in periods)
-                           if key in values)
-            if points:
-                target = targets.get((agent.pk, metric.pk))
+            by_period = mine.get(metric.id)
+            if by_period:
+                target = targets.get((agent.id, metric.id))
                 series.append(patterns.MetricSeries(
-                    metric.key, metric.name, metric.layer, metric.higher_is_better, points,
+                    metric.key, metric.name, metric.layer, metric.higher_is_better,
+                    tuple(by_period[p] for p in periods if p in by_period),
                     target.target if target else None))
         warnings = [r for r in patterns.readings(series) if not r.neutral]
         scorecard.rows.append(FleetRow(agent, cells, review_state(
