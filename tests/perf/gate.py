@@ -351,6 +351,35 @@ function done(summary, latency, requests)
 end
 """
 
+# Pages as a logged-in person: GET each line's path with its session cookie, in turn (a file of
+# "<path>\t<cookie>" lines, wrk's third argument); the rest is the gate's script above.
+GET_PAGES_SCRIPT = r"""
+-- GET "<path>\t<cookie>" lines in turn; counts non-2xx, prints JSON at the end.
+local threads = {}
+local requests, n, i = {}, 0, 0
+
+function setup(thread)
+  table.insert(threads, thread)
+  thread:set("index", #threads)
+end
+
+function init(args)
+  for line in io.lines(args[3]) do
+    local path, cookie = line:match("^([^\t]*)\t(.*)$")
+    n = n + 1
+    requests[n] = wrk.format("GET", path, {["Cookie"] = cookie})
+  end
+  i = ((index or 1) * 7) % n
+  non2xx = 0
+end
+
+function request()
+  i = i % n + 1
+  return requests[i]
+end
+
+""" + WRK_SCRIPT[WRK_SCRIPT.index("function response"):]
+
 
 @dataclass
 class Load:

@@ -57,37 +57,6 @@ MIN_RPS = 190
 MAX_P99_MS = 225
 MAX_RENDER_MS = 3.0
 
-# wrk: GET the inbox with each reviewer's session cookie in turn (one cookie a line in the
-# file gate.wrk passes as its third argument); the rest is the gate's script (non-2xx count,
-# JSON summary).
-_GATE_TAIL = gate.WRK_SCRIPT[gate.WRK_SCRIPT.index("function response"):]
-WRK_SCRIPT = r"""
--- GET the path with the sessions' cookies in turn; counts non-2xx, prints JSON at the end.
-local threads = {}
-local requests, n, i = {}, 0, 0
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("index", #threads)
-end
-
-function init(args)
-  local path, file = args[1], args[3]
-  for line in io.lines(file) do
-    n = n + 1
-    requests[n] = wrk.format("GET", path, {["Cookie"] = line})
-  end
-  i = ((index or 1) * 7) % n
-  non2xx = 0
-end
-
-function request()
-  i = i % n + 1
-  return requests[i]
-end
-
-""" + _GATE_TAIL
-
 
 def seed(rows: int) -> list[str]:
     """100,000 pending requests of the gate benchmark's agent, and the reviewers' cookies."""
@@ -260,9 +229,9 @@ def main() -> int:
     prepare, renders, rows_rendered, plans = measure_render()
     connections.close_all()
     cookie_file = Path(var_dir) / "cookies.txt"
-    cookie_file.write_text("".join(line + "\n" for line in cookies))
+    cookie_file.write_text("".join(f"{INBOX_PATH}\t{cookie}\n" for cookie in cookies))
     script = Path(var_dir) / "inbox.lua"
-    script.write_text(WRK_SCRIPT)
+    script.write_text(gate.GET_PAGES_SCRIPT)
 
     port = gate.free_port()
     url = f"http://127.0.0.1:{port}"

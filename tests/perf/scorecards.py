@@ -76,36 +76,6 @@ PERCENT = {"conversion_rate", "resolution_rate", "accuracy", "completeness",
 MAX_PAGE_P95_MS = 150
 MAX_WEEK_REFRESH_S = 0.2
 
-# wrk: GET the paths of a file (one a line) in turn with one session cookie (args: unused
-# path, cookie, file); the rest is the gate's script (non-2xx count, JSON summary).
-_GATE_TAIL = gate.WRK_SCRIPT[gate.WRK_SCRIPT.index("function response"):]
-WRK_SCRIPT = r"""
--- GET the file's paths in turn with the session cookie; counts non-2xx, prints JSON.
-local threads = {}
-local requests, n, i = {}, 0, 0
-
-function setup(thread)
-  table.insert(threads, thread)
-  thread:set("index", #threads)
-end
-
-function init(args)
-  local cookie, file = args[2], args[3]
-  for line in io.lines(file) do
-    n = n + 1
-    requests[n] = wrk.format("GET", line, {["Cookie"] = cookie})
-  end
-  i = ((index or 1) * 7) % n
-  non2xx = 0
-end
-
-function request()
-  i = i % n + 1
-  return requests[i]
-end
-
-""" + _GATE_TAIL
-
 
 # --- the data ----------------------------------------------------------------------------------
 
@@ -232,7 +202,6 @@ def load_observations(agents: list) -> tuple[int, float]:
     return rows, time.monotonic() - started
 
 
-
 # --- rollups -----------------------------------------------------------------------------------
 
 def _last_complete_week() -> datetime:
@@ -336,7 +305,7 @@ def check_page(url: str, path: str, cookie: str) -> str:
 
 def drive_pages(env: dict, paths: dict[str, list[str]], cookie: str, var_dir: str) -> dict:
     script = Path(var_dir) / "scorecards.lua"
-    script.write_text(WRK_SCRIPT)
+    script.write_text(gate.GET_PAGES_SCRIPT)
     port = gate.free_port()
     url = f"http://127.0.0.1:{port}"
     server = start_server(env, port)
@@ -349,7 +318,7 @@ def drive_pages(env: dict, paths: dict[str, list[str]], cookie: str, var_dir: st
                 loads[label] = problem
                 continue
             path_file = Path(var_dir) / f"paths-{len(loads)}.txt"
-            path_file.write_text("".join(p + "\n" for p in urls))
+            path_file.write_text("".join(f"{p}\t{cookie}\n" for p in urls))
             print(f"Driving {label} ({len(urls)} path{'s' if len(urls) > 1 else ''}): "
                   f"{WARMUP_SECONDS} s warm-up, {SECONDS} s at 1 client and at {CLIENTS}…",
                   flush=True)
