@@ -142,6 +142,15 @@ class Agent(models.Model):
         "HMAC-SHA256 (see the README).")
     callback_secret = models.CharField(max_length=64, blank=True,
                                        help_text="The key of the callback's signature.")
+    alert_webhook_url = models.URLField(
+        blank=True, help_text="A Slack-compatible incoming webhook told of this agent's "
+        "alerts (besides the global one, if set).")
+    auto_pause_on_critical = models.BooleanField(
+        default=False, help_text="Pause the agent by itself when a critical alert fires "
+        "(blast radius, or an override spike above the hard limit).")
+    auto_step_down = models.BooleanField(
+        default=False, help_text="Lower autonomy by one level by itself when speed rises "
+        "while quality falls, or overrides spike.")
     paused_at = models.DateTimeField(null=True, blank=True)
     paused_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
                                   related_name="+")
@@ -355,3 +364,98 @@ class AgentToken(models.Model):
         return self.revoked_at is None
 
     LAST_USED_GRANULARITY = timedelta(minutes=1)
+
+
+class AutonomyChange(models.Model):
+    """A request to move an agent's autonomy level, with the evidence that justifies it.
+
+    Raising autonomy only happens through an approved change (the business owner decides,
+    never the requester); lowering may also be opened by an alert or applied by the system.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        APPROVED = "approved", "approved"
+        REJECTED = "rejected", "rejected"
+        WITHDRAWN = "withdrawn", "withdrawn"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="autonomy_changes")
+    from_level = models.PositiveSmallIntegerField(choices=Agent.Autonomy.choices)
+    to_level = models.PositiveSmallIntegerField(choices=Agent.Autonomy.choices)
+    reason = models.TextField()
+    evidence = models.JSONField(default=dict, blank=True,
+                                help_text="Quality and trust figures of the last periods.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    requested_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", help_text="Empty when Steward asked.")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-requested_at"]
+        indexes = [models.Index(fields=["agent", "status"], name="autonomy_change_agent")]
+        constraints = [
+            models.CheckConstraint(condition=~Q(from_level=models.F("to_level")),
+                                   name="autonomy_change_moves"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: L{self.from_level} → L{self.to_level} ({self.status})"
+
+    @property
+    def is_raise(self) -> bool:
+        return self.to_level > self.from_level
+
+
+class PolicyVersion(models.Model):
+    """What the gate judged by after one save of an agent's policy, and what changed."""
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="policy_versions")
+    number = models.PositiveIntegerField(help_text="The agent's policy_version after the save.")
+    policy = models.JSONField(help_text="Access, guardrails, thresholds, autonomy, sources.")
+    diff = models.JSONField(default=list, blank=True,
+                            help_text="Changes against the previous version.")
+    created_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["agent", "-number"]
+        constraints = [models.UniqueConstraint(fields=["agent", "number"],
+                                               name="policy_version_per_agent")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} policy v{self.number}"
+
+
+class RolloutTask(models.Model):
+    """One task of an agent's 30-day rollout plan (created from a template at registration)."""
+
+    class OwnerRole(models.TextChoices):
+        BUSINESS = "business", "Business owner"
+        PROCESS = "process", "Process owner"
+        TECHNICAL = "technical", "Technical owner"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="rollout_tasks")
+    week = models.PositiveSmallIntegerField(
+        validators=[MinValueValidator(1), MaxValueValidator(4)])
+    position = models.PositiveSmallIntegerField(default=0)
+    key = models.SlugField(max_length=60, help_text="The template task it came from.")
+    title = models.CharField(max_length=200)
+    owner_role = models.CharField(max_length=10, choices=OwnerRole.choices)
+    auto_check = models.CharField(max_length=60, blank=True,
+                                  help_text="A check Steward runs itself; empty for manual tasks.")
+    done_at = models.DateTimeField(null=True, blank=True)
+    done_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+")
+
+    class Meta:
+        ordering = ["agent", "week", "position"]
+        constraints = [models.UniqueConstraint(fields=["agent", "key"],
+                                               name="rollout_task_per_agent")]
+
+    def __str__(self) -> str:
+        return f"{self.agent} week {self.week}: {self.title}"

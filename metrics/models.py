@@ -252,3 +252,115 @@ class ScorecardReview(models.Model):
 
     def __str__(self) -> str:
         return f"{self.agent} {self.period_start}: {self.get_decision_display()}"
+
+
+class Alert(models.Model):
+    """A warning sign a detector saw: what, on which agent, since when, and what to do.
+
+    One row per dedupe key (kind + agent + subject): when the sign clears the alert resolves,
+    and when it returns the same row reopens, so its history stays in one place.
+    """
+
+    class Kind(models.TextChoices):
+        SPEED_QUALITY = "speed_quality", "Speed up, quality down"
+        ADOPTION_LOW = "adoption_low", "Adoption low"
+        COST_DRIFT = "cost_drift", "Cost drift"
+        OVERRIDE_SPIKE = "override_spike", "Override spike"
+        BLAST_RADIUS = "blast_radius", "Blast radius hit"
+        REVIEW_BACKLOG = "review_backlog", "Review backlog"
+        STALE_DATA = "stale_data", "Stale or orphan data"
+        UNCLEAR_OWNERSHIP = "unclear_ownership", "Unclear ownership"
+        INCIDENTS_UNREVIEWED = "incidents_unreviewed", "Incidents unreviewed"
+        DECISIONS_UNREVIEWED = "decisions_unreviewed", "Decisions unreviewed"
+        AUTONOMY_WITHOUT_EVIDENCE = "autonomy_without_evidence", "Autonomy without evidence"
+        RUBBER_STAMPING = "rubber_stamping", "Rubber-stamping"
+        BUDGET = "budget", "Budget"
+
+    class Severity(models.TextChoices):
+        INFO = "info", "info"
+        WARNING = "warning", "warning"
+        CRITICAL = "critical", "critical"
+
+    class Status(models.TextChoices):
+        OPEN = "open", "open"
+        ACKNOWLEDGED = "acknowledged", "acknowledged"
+        RESOLVED = "resolved", "resolved"
+
+    kind = models.CharField(max_length=30, choices=Kind.choices)
+    agent = models.ForeignKey(Agent, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="alerts")
+    subject = models.CharField(max_length=120, blank=True,
+                               help_text="What else the alert is about: a source, a reviewer.")
+    dedupe_key = models.CharField(max_length=200, unique=True)
+    severity = models.CharField(max_length=10, choices=Severity.choices,
+                                default=Severity.WARNING)
+    status = models.CharField(max_length=14, choices=Status.choices, default=Status.OPEN)
+    title = models.CharField(max_length=200, help_text="What was seen, in one line.")
+    message = models.TextField(blank=True)
+    recommendation = models.TextField(blank=True)
+    action = models.CharField(max_length=40, blank=True,
+                              help_text="The recommended action the portal can start.")
+    evidence = models.JSONField(default=dict, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField()
+    opened_at = models.DateTimeField(help_text="When it last (re)opened.")
+    times_reopened = models.PositiveIntegerField(default=0)
+    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                        on_delete=models.SET_NULL, related_name="+")
+    acknowledged_at = models.DateTimeField(null=True, blank=True)
+    acknowledge_note = models.TextField(blank=True)
+    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolve_note = models.TextField(blank=True)
+    auto_resolved = models.BooleanField(default=False)
+    autonomy_change = models.ForeignKey("agents.AutonomyChange", null=True, blank=True,
+                                        on_delete=models.SET_NULL, related_name="alerts")
+
+    class Meta:
+        ordering = ["-last_seen"]
+        indexes = [
+            models.Index(fields=["status", "severity"], name="alert_status_severity"),
+            models.Index(fields=["agent", "status"], name="alert_agent_status"),
+        ]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def is_active(self) -> bool:
+        return self.status != self.Status.RESOLVED
+
+
+class AlertDelivery(models.Model):
+    """One notification of an alert: an e-mail to a person or a post to a chat webhook."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "e-mail"
+        WEBHOOK = "webhook", "webhook"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        SENT = "sent", "sent"
+        FAILED = "failed", "failed"
+
+    alert = models.ForeignKey(Alert, on_delete=models.CASCADE, related_name="deliveries")
+    channel = models.CharField(max_length=10, choices=Channel.choices)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                             on_delete=models.CASCADE, related_name="+")
+    recipient = models.CharField(max_length=500, help_text="An address or a webhook URL.")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["channel", "status"], name="alert_delivery_status"),
+            models.Index(fields=["user", "channel", "sent_at"], name="alert_delivery_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.channel} to {self.recipient} ({self.status})"

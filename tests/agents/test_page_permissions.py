@@ -13,6 +13,7 @@ from agents.models import SystemAccess
 from metrics import selectors
 from metrics.models import ImportBatch
 from tests.factories import SystemFactory
+from tests.permission_rows import merged
 
 pytestmark = pytest.mark.django_db
 
@@ -71,7 +72,6 @@ EXPECTED = {
     ("GET", "imports:detail", "other"):  [302, 404, 404, 404, 404, 404, 200, 200],
     ("GET", "imports:errors", "agent"):  [302, 404, 404, 404, 404, 200, 200, 200],
     ("GET", "imports:errors", "other"):  [302, 404, 404, 404, 404, 404, 200, 200],
-    ("GET", "alerts", None):             [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "incidents:list", None):     [302, 200, 200, 200, 200, 200, 200, 200],
     ("GET", "incidents:create", None):   [302, 200, 200, 200, 200, 200, 200, 200],
     ("POST", "incidents:create", None):  [302, 404, 302, 404, 302, 302, 302, 302],  # "agent"
@@ -149,6 +149,14 @@ NOT_IN_TABLE = {"healthz", "login", "logout", "password_change", "password_chang
                 "password_reset", "password_reset_done", "password_reset_confirm",
                 "password_reset_complete"}
 
+# Rows of the other areas (alerts, access administration, agent cards and plans).
+EXPECTED |= merged("EXPECTED", {})
+POST_DATA |= merged("POST_DATA", {})
+PART_OF_AGENT |= merged("PART_OF_AGENT", {})
+NOT_IN_TABLE |= merged("NOT_IN_TABLE", set())
+# How to build a URL's arguments when it is not [agent slug] (+ the part's id).
+URL_ARGS = merged("URL_ARGS", {})
+
 CASES = [(method, name, which, role, expected[i])
          for (method, name, which), expected in EXPECTED.items()
          for i, role in enumerate(ROLES)]
@@ -161,7 +169,9 @@ def test_page_answers_each_role(client, roles, method, name, which, role, expect
         client.force_login(getattr(roles, role))
     agent = getattr(roles, which) if which else None
     args = [agent.slug] if agent and name.startswith(("agents:", "metrics:")) else []
-    if name in PART_OF_AGENT:
+    if name in URL_ARGS:
+        args = list(URL_ARGS[name](agent))
+    elif name in PART_OF_AGENT:
         part = PART_OF_AGENT[name](agent)
         args.append(getattr(part, "public_id", part.pk))
     url = reverse(name, args=args)
