@@ -12,12 +12,17 @@ Two paths, one guarantee:
 - unlocked (PostgreSQL, most calls): judge by the version read with the token, then one
   statement locks the agent row `FOR SHARE`, checks the version and inserts the request and
   its audit event; if the version moved, nothing is stored and the call takes the locked path;
-- locked: a transaction reads the version `FOR SHARE` first, then judges and stores. A counted
-  `execute` (against `max_writes_per_hour`) always takes it, with a per-agent advisory lock
-  so two calls cannot both see "one write left".
+- counted (PostgreSQL, an `execute` against `max_writes_per_hour`): judged twice, as if under
+  and as if at the limit; one pipelined transaction takes the per-agent blast-radius lock,
+  then one statement counts the last hour's allowed writes (its snapshot is taken after the
+  lock, so it sees every earlier counted write), picks the judgement that count calls for and
+  stores it under the same guard. Two calls cannot both see "one write left";
+- locked: a transaction reads the version `FOR SHARE` first, then judges and stores (the
+  fallback when the version moved, and every call on other databases).
 
 Speed (tests/perf/gate.py): on PostgreSQL an unlocked call costs two round trips, the token
-lookup and the guarded insert, like the bare baseline. The inserts are raw SQL with the values
+lookup and the guarded insert, like the bare baseline; a counted one the same two, as its
+lock and its insert travel together in a psycopg pipeline. The inserts are raw SQL with the values
 Django's own fields prepare, so the rows are exactly what `save()` and `audit.record()` write
 (tests/perf/test_gate_rows.py compares them); other databases take the ORM path.
 """
@@ -173,7 +178,8 @@ def propose(*, token: AgentToken, proposal: dict) -> GateResult:
             # One statement is its own transaction; inside a caller's, a savepoint keeps a
             # duplicate key from aborting it.
             with transaction.atomic() if connection.in_atomic_block else nullcontext():
-                action = _store_if_policy_unchanged(token, agent_id, proposal)
+                store = _store_counted if _counted(token, proposal) else _store_unlocked
+                action = store(token, agent_id, proposal)
             if action is not None:
                 return GateResult(action, True)
         with transaction.atomic():
@@ -186,15 +192,28 @@ def propose(*, token: AgentToken, proposal: dict) -> GateResult:
                           created=False)
 
 
-def _store_if_policy_unchanged(token: AgentToken, agent_id: int,
-                               proposal: dict) -> ActionRequest | None:
-    """The unlocked path: None when it cannot decide alone (a counted write, or the policy
-    changed between the token lookup and the insert)."""
+def _counted(token: AgentToken, proposal: dict) -> bool:
+    """Whether this proposal counts against the agent's hourly write limit."""
+    return proposal["kind"] == "execute" and bool(
+        snapshots.policy_snapshot(token.agent_id, token.agent.policy_version).max_writes_per_hour)
+
+
+def _store_unlocked(token: AgentToken, agent_id: int, proposal: dict) -> ActionRequest | None:
+    """The unlocked path: None, and nothing stored, if the policy changed since the token
+    lookup."""
     policy = snapshots.policy_snapshot(agent_id, token.agent.policy_version)
-    if proposal["kind"] == "execute" and policy.max_writes_per_hour:
-        return None
     action, route_to_group, data = _judge(token, policy, proposal)
     return action if _insert_with_event(action, token, route_to_group, data) else None
+
+
+def _store_counted(token: AgentToken, agent_id: int, proposal: dict) -> ActionRequest | None:
+    """The counted path: None if the policy changed since the token lookup (nothing stored)."""
+    policy = snapshots.policy_snapshot(agent_id, token.agent.policy_version)
+    limit = policy.max_writes_per_hour
+    under = _judge(token, policy, proposal, writes_last_hour=0)
+    over = _judge(token, policy, proposal, writes_last_hour=limit,
+                  public_id=under[0].public_id, now=under[0].created_at)
+    return _insert_counted(token, under, over, limit)
 
 
 def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> ActionRequest:
@@ -213,24 +232,35 @@ def _judge_and_store(token: AgentToken, agent_id: int, proposal: dict) -> Action
     return action
 
 
-def _judge(token: AgentToken, policy, proposal: dict) -> tuple[ActionRequest, str | None, dict]:
-    """The request as it will be stored, the group its review goes to, and its audit data."""
+Judgement = tuple[ActionRequest, str | None, dict]
+
+
+def _judge(token: AgentToken, policy, proposal: dict, writes_last_hour: int | None = None,
+           public_id=None, now: datetime | None = None) -> Judgement:
+    """The request as it will be stored, the group its review goes to, and its audit data.
+
+    `writes_last_hour` None counts them (under the blast-radius lock); the counted path
+    passes a figure, and judges the same request (`public_id`, `now`) twice."""
     agent_id = policy.agent_id
     system_id = _system_id(proposal["system"], policy)
     sources = list(proposal.get("sources") or [])
     _check_sources(sources, policy.sources)
-    if after_policy_read is not None:
+    if after_policy_read is not None and public_id is None:
         after_policy_read()
-    now = timezone.now()
+    now = now or timezone.now()
+    if writes_last_hour is None:
+        writes_last_hour = (_writes_last_hour(agent_id, now, policy.max_writes_per_hour)
+                            if proposal["kind"] == "execute" and policy.max_writes_per_hour
+                            else 0)
     counters = Counters(
-        writes_last_hour=(_writes_last_hour(agent_id, now, policy.max_writes_per_hour)
-                          if proposal["kind"] == "execute" and policy.max_writes_per_hour
-                          else 0),
+        writes_last_hour=writes_last_hour,
         month_cost_usd=(_month_cost_usd(agent_id, now)
                         if policy.monthly_cost_budget is not None else 0.0),
     )
     action = ActionRequest(agent_id=agent_id, token=token, created_at=now,
                            system_id=system_id, policy_version=policy.version)
+    if public_id is not None:
+        action.public_id = public_id
     for name in ("operation", "kind", "target", "summary", "content", "currency", "prompt",
                  "tokens", "idempotency_key"):
         setattr(action, name, proposal.get(name) or ("" if name not in (
@@ -350,6 +380,72 @@ def _insert_with_event(action: ActionRequest, token: AgentToken, route_to_group:
     """Insert the request and its `action.proposed` event as `save()` and `audit.record()`
     would (same field preparation, same JSON), in one statement, if the agent still has the
     policy version of `action`. False, and nothing stored, if it has not."""
+    action_params, event_params = _insert_params(action, token, route_to_group, data)
+    params = [action.agent_id, action.policy_version, *action_params, *event_params]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_with_event_sql(AGENT_GUARD_SQL), params)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    action.pk, action.route_to_group_id = row
+    action._state.adding, action._state.db = False, connection.alias
+    return True
+
+
+# The counted path's first statement: the blast-radius lock, taken behind the fair agent
+# lock (agents.locking), in the same order as the locked path takes them.
+BLAST_RADIUS_LOCK_SQL = (f"SELECT pg_advisory_xact_lock({BLAST_RADIUS_LOCK_CLASS}, id::integer) "
+                         f"FROM agents_agent WHERE id = %s AND {SHARED_ADVISORY_CONDITION}")
+
+
+def _choice(placeholder: str, differs: bool) -> str:
+    return (f"CASE WHEN choice.over THEN {placeholder} ELSE {placeholder} END" if differs
+            else placeholder)
+
+
+@functools.cache
+def _insert_counted_sql(guard: str, action_differs: tuple[bool, ...],
+                        event_differs: tuple[bool, ...]) -> str:
+    """Like `_insert_with_event_sql`, with the last hour's allowed writes counted in the same
+    statement: each value that depends on the count is chosen by it."""
+    action_placeholders = [_ROUTE_GROUP_SQL if attname == "route_to_group_id"
+                           else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN]
+    return (
+        "WITH guard AS ({guard}), "
+        "recent AS ({count}), "
+        "choice AS (SELECT recent.count >= %s AS over FROM guard, recent), "
+        "action AS (INSERT INTO {action_table} ({action_columns}) SELECT {action_values} "
+        "FROM choice RETURNING id, route_to_group_id), "
+        "event AS (INSERT INTO {event_table} ({event_columns}, object_id, data) "
+        "SELECT {event_values}, action.id::text, {data} FROM action, choice RETURNING id) "
+        "SELECT action.id, action.route_to_group_id, choice.over "
+        "FROM action, event, choice").format(
+        guard=guard,
+        count=WRITES_LAST_HOUR_SQL,
+        action_table=ActionRequest._meta.db_table,
+        action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
+        action_values=", ".join(_choice(p, d) for p, d in zip(action_placeholders,
+                                                                action_differs, strict=True)),
+        event_table=AuditEvent._meta.db_table,
+        event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
+        event_values=", ".join(_choice(_PLACEHOLDERS[how], d) for (_a, how, _f), d in zip(
+            _EVENT_PLAN, event_differs[:-1], strict=True)),
+        data=_choice("%s::jsonb", event_differs[-1]),
+    )
+
+
+def _choice_params(over: list, under: list) -> tuple[tuple[bool, ...], list]:
+    """Which values differ, and the parameters in placeholder order (`over` first)."""
+    differs = tuple(a != b for a, b in zip(over, under, strict=True))
+    params = []
+    for d, a, b in zip(differs, over, under, strict=True):
+        params.extend((a, b) if d else (b,))
+    return differs, params
+
+
+def _insert_params(action: ActionRequest, token: AgentToken, route_to_group: str | None,
+                   data: dict) -> tuple[list, list]:
+    """The request's and its audit event's values (the event's JSON data last)."""
     agent = token.agent
     event = AuditEvent(actor_type=AuditEvent.ActorType.AGENT, actor_user=None,
                        actor_label=f"agent:{agent.slug}", verb="action.proposed",
@@ -359,14 +455,34 @@ def _insert_with_event(action: ActionRequest, token: AgentToken, route_to_group:
     action_params[_ROUTE_GROUP_INDEX] = route_to_group  # its placeholder looks it up by name
     # audit.record() stores json.loads(json.dumps(data, DjangoJSONEncoder, sort_keys=True)):
     # the same JSON document, parsed by PostgreSQL instead.
-    params = [action.agent_id, action.policy_version, *action_params,
-              *_prepared(event, _EVENT_PLAN),
-              json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_with_event_sql(AGENT_GUARD_SQL), params)
+    return action_params, [*_prepared(event, _EVENT_PLAN),
+                           json.dumps(data, cls=DjangoJSONEncoder, sort_keys=True)]
+
+
+def _insert_counted(token: AgentToken, under: Judgement, over: Judgement,
+                    limit: int) -> ActionRequest | None:
+    """Store the judgement the count calls for, in one pipelined round trip: the lock, then
+    the counting insert (a statement of its own, so its snapshot follows the lock). None, and
+    nothing stored, if the agent's policy version moved."""
+    under_action, under_event = _insert_params(token=token, action=under[0],
+                                               route_to_group=under[1], data=under[2])
+    over_action, over_event = _insert_params(token=token, action=over[0],
+                                             route_to_group=over[1], data=over[2])
+    action_differs, action_params = _choice_params(over_action, under_action)
+    event_differs, event_params = _choice_params(over_event, under_event)
+    action = under[0]
+    since = action.created_at - timedelta(hours=1)
+    params = [action.agent_id, action.policy_version, action.agent_id, since, limit, limit,
+              *action_params, *event_params]
+    sql = _insert_counted_sql(AGENT_GUARD_SQL, action_differs, event_differs)
+    with connection.cursor() as cursor, connection.wrap_database_errors:
+        with connection.connection.pipeline():
+            cursor.execute(BLAST_RADIUS_LOCK_SQL, [action.agent_id])
+            cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
-        return False
-    action.pk, action.route_to_group_id = row
+        return None
+    action = over[0] if row[2] else under[0]
+    action.pk, action.route_to_group_id = row[0], row[1]
     action._state.adding, action._state.db = False, connection.alias
-    return True
+    return action

@@ -1,7 +1,8 @@
 """The gate's two paths (reviews.gate, PostgreSQL). An uncounted proposal is judged by the
 policy version read with the token and stored by one guarded statement; if that version is
 stale by then, nothing of that judgement is stored and the call is judged again under the
-share lock. A counted write always takes the locked path."""
+share lock. A counted write takes the blast-radius lock and stores by one counting statement,
+both in one pipelined round trip."""
 
 import pytest
 from django.db import connection
@@ -38,11 +39,40 @@ def test_an_uncounted_proposal_is_one_statement(live_agent):
     assert AuditEvent.objects.filter(verb="action.proposed", object_id=str(action.pk)).exists()
 
 
-def test_a_counted_write_takes_the_locked_path(live_agent):
+def test_a_counted_write_is_the_lock_and_one_statement(live_agent):
     agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=100)
     action, statements = _statements(_token(agent))
     assert action.decision == "allow"
-    assert statements == ["BEGIN", "SELECT", "SELECT", "SELECT", "WITH", "COMMIT"]
+    assert statements == ["SELECT", "WITH"]  # sent together (a psycopg pipeline)
+
+
+def test_a_counted_write_over_the_limit_stores_the_review_judgement(live_agent):
+    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=2)
+    token = _token(agent)
+    actions = [gate.propose(token=token, proposal=dict(PROPOSAL)).action for _ in range(3)]
+
+    assert [a.decision for a in actions] == ["allow", "allow", "review"]
+    third = ActionRequest.objects.get(pk=actions[2].pk)
+    assert third.status == "pending" and third.due_at is not None
+    assert [r["code"] for r in third.reasons] == ["blast_radius"]
+    assert third.reasons == actions[2].reasons  # what the agent was told is what is stored
+    event = AuditEvent.objects.get(verb="action.proposed", object_id=str(third.pk))
+    assert event.data["decision"] == "review"
+    assert event.data["reasons"] == third.reasons
+    first = AuditEvent.objects.get(verb="action.proposed", object_id=str(actions[0].pk))
+    assert first.data["decision"] == "allow" and first.data["reasons"] == []
+
+
+def test_a_stale_policy_version_on_the_counted_path_is_judged_again(live_agent):
+    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=100)
+    token = _token(agent)
+    gate.propose(token=token, proposal=dict(PROPOSAL))
+    services.agent_pause(actor=None, agent=agent, reason="Wrong deals")
+
+    action = gate.propose(token=token, proposal=dict(PROPOSAL)).action
+
+    assert action.decision == "block" and action.reasons[0]["code"] == "paused"
+    assert ActionRequest.objects.filter(agent=agent).count() == 2
 
 
 def test_a_stale_policy_version_is_judged_again_under_the_lock(live_agent):

@@ -5,7 +5,8 @@ approval of the agent's items succeeds. Threads hammer the gate (or approve item
 main thread pauses the agent. A delay between reading the policy and storing the decision
 widens the race window; `test_the_check_catches_a_gate_without_the_lock` shows the same check
 fails when the gate's share lock is taken away. Both of the gate's paths are raced: the
-unlocked one (judge, then one guarded insert) and the locked one (a counted write).
+unlocked one (judge, then one guarded insert) and the counted one (a write against the hourly
+limit: the blast-radius lock and a guarded, counting insert).
 """
 
 import threading
@@ -79,9 +80,9 @@ def slow_gate(monkeypatch):
     monkeypatch.setattr(gate, "after_policy_read", lambda: time.sleep(0.02))
 
 
-# The gate's two paths (reviews.gate): without a write limit an `execute` takes the unlocked
-# path; with one it is counted, on the locked path.
-PATHS = {"unlocked": None, "locked": 100_000}
+# The gate's paths (reviews.gate): without a write limit an `execute` takes the unlocked path;
+# with one it is counted.
+PATHS = {"unlocked": None, "counted": 100_000}
 
 
 @pytest.mark.parametrize("write_limit", PATHS.values(), ids=PATHS.keys())
