@@ -17,7 +17,7 @@ help:
 	@echo "make run         the portal on http://127.0.0.1:$(PORT)/ with web, worker and beat (Ctrl-C stops all)"
 	@echo "make test        the whole test suite (pytest)"
 	@echo "make lint        ruff check"
-	@echo "make bench       the gate, the inbox, metric imports and scorecards under load (PostgreSQL, gunicorn, wrk)"
+	@echo "make bench       the gate, the inbox, metric imports, scorecards and the policy simulator under load (PostgreSQL, gunicorn, wrk)"
 	@echo "make screenshot  docs/dashboard.png from the demo data"
 
 $(BIN)/python:
@@ -65,6 +65,7 @@ bench: $(INSTALLED_DEV)
 	$(BIN)/python -m tests.perf.inbox
 	$(BIN)/python -m tests.perf.metrics_import
 	$(BIN)/python -m tests.perf.scorecards
+	$(BIN)/python -m tests.perf.simulate
 
 lint: $(INSTALLED_DEV)
 	$(BIN)/ruff check .

@@ -5,6 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
 
 from agents.models import AccessKind, Agent, DataSource, Guardrail, System
+from portal.url_safety import check_outgoing_url
 
 User = get_user_model()
 
@@ -16,6 +17,14 @@ def add_service_errors(form: forms.Form, exc: ValidationError) -> None:
             form.add_error(field if field in form.fields else None, errors)
     else:
         form.add_error(None, exc)
+
+
+def _outgoing_url(url: str) -> str:
+    """Refuse a URL Steward must not call (portal.url_safety); a host that does not resolve
+    yet is accepted here: the check before each send refuses it if it points inside."""
+    if url:
+        check_outgoing_url(url, require_resolution=False)
+    return url
 
 
 class AgentFilterForm(forms.Form):
@@ -39,6 +48,9 @@ class AgentForm(forms.ModelForm):
     callback_url = forms.URLField(
         required=False, assume_scheme="https", label="Decision callback URL",
         help_text=Agent._meta.get_field("callback_url").help_text)
+    alert_webhook_url = forms.URLField(
+        required=False, assume_scheme="https", label="Alert webhook URL (Slack-compatible)",
+        help_text=Agent._meta.get_field("alert_webhook_url").help_text)
 
     class Meta:
         model = Agent
@@ -48,6 +60,7 @@ class AgentForm(forms.ModelForm):
             "technical_owner", "pausers", "sources", "review_sample_rate",
             "confidence_review_below", "confidence_block_below", "max_writes_per_hour",
             "monthly_cost_budget", "review_cadence", "review_sla_hours", "callback_url",
+            "alert_webhook_url", "auto_pause_on_critical", "auto_step_down",
         ]
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -60,7 +73,9 @@ class AgentForm(forms.ModelForm):
                   "confidence_review_below": "Review when confidence is below",
                   "confidence_block_below": "Block when confidence is below",
                   "monthly_cost_budget": "Monthly cost budget (USD)",
-                  "review_sla_hours": "Review SLA (hours)"}
+                  "review_sla_hours": "Review SLA (hours)",
+                  "auto_pause_on_critical": "Pause by itself on a critical alert",
+                  "auto_step_down": "Step down one autonomy level by itself"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -82,6 +97,12 @@ class AgentForm(forms.ModelForm):
             raise ValidationError(f"Between 1 and {expire - 1} hours: after {expire} hours an "
                                   "item nobody decided expires.")
         return hours
+
+    def clean_callback_url(self) -> str:
+        return _outgoing_url(self.cleaned_data["callback_url"])
+
+    def clean_alert_webhook_url(self) -> str:
+        return _outgoing_url(self.cleaned_data["alert_webhook_url"])
 
     def clean_business_outcome(self) -> str:
         outcome = self.cleaned_data["business_outcome"].strip()

@@ -28,8 +28,11 @@ def _ownership_gaps(agent: Agent) -> list[str]:
 
 
 def missing_for(agent: Agent, target: str, *, accesses: int, steps: int,
-                guardrails: int) -> list[str]:
-    """What the agent lacks before it may move to `target` ([] when nothing is missing)."""
+                guardrails: int, plan_missing: list[str] = ()) -> list[str]:
+    """What the agent lacks before it may move to `target` ([] when nothing is missing).
+
+    `plan_missing`: the open tasks of its rollout plan (agents.rollout), which gate `live`.
+    """
     if target not in (Status.PILOT, Status.LIVE):
         return []
     gaps = _ownership_gaps(agent)
@@ -39,7 +42,13 @@ def missing_for(agent: Agent, target: str, *, accesses: int, steps: int,
         gaps.append("at least one rollback step")
     if target == Status.LIVE and guardrails == 0:
         gaps.append("at least one guardrail")
+    if target == Status.LIVE and plan_missing:
+        gaps.append(plan_gap(plan_missing))
     return gaps
+
+
+def plan_gap(plan_missing: list[str]) -> str:
+    return f"its rollout plan complete (still open: {'; '.join(plan_missing)})"
 
 
 def describe_gaps(gaps: list[str]) -> str:

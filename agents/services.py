@@ -16,7 +16,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
 
-from agents import lifecycle
+from agents import lifecycle, rollout, versions
 from agents.locking import agent_for_update, lock_agents_for_change
 from agents.models import (
     AccessKind,
@@ -45,6 +45,7 @@ AGENT_FIELDS = [
     "autonomy_level", "review_sample_rate", "confidence_review_below",
     "confidence_block_below", "max_writes_per_hour", "monthly_cost_budget", "review_cadence",
     "business_owner", "process_owner", "technical_owner", "review_sla_hours", "callback_url",
+    "alert_webhook_url", "auto_pause_on_critical", "auto_step_down",
 ]
 OWNER_FIELDS = ["business_owner", "process_owner", "technical_owner"]
 NEW_AGENT_MAX_AUTONOMY = 2
@@ -99,23 +100,36 @@ def _sync_role_permissions(*, actor, agent: Agent, before: dict, after: dict) ->
                                "because": "no longer named on the agent"})
 
 
-def _check_autonomy(*, actor, agent: Agent, old_level: int | None) -> None:
+def _check_autonomy(*, actor, agent: Agent, old_level: int | None,
+                    autonomy_change=None) -> None:
+    """New agents start at L1 or L2 (Admins and the system may start higher). Raising an
+    existing agent's level is only possible through an approved AutonomyChange
+    (agents.autonomy), for everyone: lowering stays an ordinary edit."""
     level = agent.autonomy_level
+    if old_level is not None:
+        if level <= old_level:
+            return
+        if (autonomy_change is None or autonomy_change.agent_id != agent.pk
+                or autonomy_change.to_level != level):
+            raise ValidationError({"autonomy_level": (
+                f"Autonomy is raised only through an approved change: use “Request an "
+                f"autonomy change” on the agent's page to ask for L{level} (it attaches the "
+                f"latest quality and trust figures, and the business owner decides).")})
+        return
     if actor is None or actor.is_superuser or user_in_group(actor, ADMINS):
         return
-    if old_level is None and level > NEW_AGENT_MAX_AUTONOMY:
+    if level > NEW_AGENT_MAX_AUTONOMY:
         raise ValidationError({"autonomy_level": "New agents start at L1 or L2; raise the "
-                               "level later with evidence and an admin's approval."})
-    if old_level is not None and level > max(old_level, NEW_AGENT_MAX_AUTONOMY):
-        raise ValidationError({"autonomy_level": f"Raising autonomy above L{old_level} needs "
-                               "an admin's approval; ask a member of Admins."})
+                               "level later through an autonomy change with evidence."})
 
 
-def _policy_changed(*agents: Agent) -> None:
-    """The gate judges by a cached snapshot keyed by this version: every change must raise it."""
+def _policy_changed(*agents: Agent, actor=None) -> dict[int, int]:
+    """The gate judges by a cached snapshot keyed by this version: every change must raise it.
+    Returns the policy versions recorded ({agent id: number}, agents.versions)."""
     lock_agents_for_change(*(a.pk for a in agents))
     Agent.objects.filter(pk__in=[a.pk for a in agents]).update(
         policy_version=F("policy_version") + 1)
+    return versions.record(actor=actor, agent_ids=[a.pk for a in agents])
 
 
 def _full_clean(obj, exclude=None) -> None:
@@ -149,7 +163,10 @@ def agent_create(*, actor, pausers=(), sources=(), **fields) -> Agent:
     agent.save()
     agent.pausers.set(pausers)
     agent.sources.set(sources)
-    audit.record(actor=actor, verb="agent.created", obj=agent, data=agent_snapshot(agent))
+    made = versions.record(actor=actor, agent_ids=[agent.pk])
+    audit.record(actor=actor, verb="agent.created", obj=agent,
+                 data={**agent_snapshot(agent), **versions.audit_data(made, agent)})
+    rollout.plan_create(actor=actor, agent=agent)
     _ensure_callback_secret(actor=actor, agent=agent)
     after = _role_permissions(agent)
     if actor is not None and actor not in after:
@@ -162,19 +179,25 @@ def agent_create(*, actor, pausers=(), sources=(), **fields) -> Agent:
 
 
 @transaction.atomic
-def agent_update(*, actor, agent: Agent, pausers=None, sources=None, **fields) -> Agent:
-    """Change the agent's configuration; the audit event carries a field-level diff."""
+def agent_update(*, actor, agent: Agent, pausers=None, sources=None, autonomy_change=None,
+                 **fields) -> Agent:
+    """Change the agent's configuration; the audit event carries a field-level diff.
+
+    `autonomy_change` is for agents.autonomy only: the approved change that raises the level.
+    """
     require_agent_perm(actor, CHANGE_AGENT, agent)
     agent = agent_for_update(agent.pk)
     if agent.status == Agent.Status.RETIRED:
         raise ValidationError("A retired agent cannot be changed.")
+    versions.ensure_baselines(agent)
     before, perms_before = agent_snapshot(agent), _role_permissions(agent)
     old_level = agent.autonomy_level
     for name, value in fields.items():
         if name not in AGENT_FIELDS:
             raise ValueError(f"{name} is not an editable agent field")
         setattr(agent, name, value)
-    _check_autonomy(actor=actor, agent=agent, old_level=old_level)
+    _check_autonomy(actor=actor, agent=agent, old_level=old_level,
+                    autonomy_change=autonomy_change)
     _full_clean(agent)
     agent.save()
     if pausers is not None:
@@ -183,8 +206,11 @@ def agent_update(*, actor, agent: Agent, pausers=None, sources=None, **fields) -
         agent.sources.set(sources)
     changes = audit.diff(before, agent_snapshot(agent))
     if changes:
-        _policy_changed(agent)
-        audit.record(actor=actor, verb="agent.changed", obj=agent, data={"changes": changes})
+        made = _policy_changed(agent, actor=actor)
+        audit.record(actor=actor, verb="agent.changed", obj=agent,
+                     data={"changes": changes, **versions.audit_data(made, agent),
+                           **({"autonomy_change": autonomy_change.pk}
+                              if autonomy_change is not None else {})})
         _sync_role_permissions(actor=actor, agent=agent, before=perms_before,
                                after=_role_permissions(agent))
         _ensure_callback_secret(actor=actor, agent=agent)
@@ -197,6 +223,8 @@ def agent_missing_for(agent: Agent, target: str) -> list[str]:
         accesses=agent.accesses.count(),
         steps=agent.rollback_steps.count(),
         guardrails=agent.guardrails.count(),
+        # the 30-day plan gates going live (its tasks are read only then)
+        plan_missing=rollout.plan_missing(agent) if target == Agent.Status.LIVE else [],
     )
 
 
@@ -212,6 +240,7 @@ def agent_move(*, actor, agent: Agent, to_status: str) -> Agent:
     if missing:
         raise ValidationError(f"{agent.name} cannot move to {to_status} yet: it needs "
                               f"{lifecycle.describe_gaps(missing)}.")
+    versions.ensure_baselines(agent)
     old = agent.status
     agent.status = to_status
     agent.policy_version += 1
@@ -221,6 +250,7 @@ def agent_move(*, actor, agent: Agent, to_status: str) -> Agent:
         data["review_cadence"] = [agent.review_cadence, Agent.Cadence.MONTHLY]
         agent.review_cadence = Agent.Cadence.MONTHLY
     agent.save(update_fields=["status", "policy_version", "review_cadence", "updated_at"])
+    data.update(versions.audit_data(versions.record(actor=actor, agent_ids=[agent.pk]), agent))
     audit.record(actor=actor, verb="agent.moved", obj=agent, data=data)
     return agent
 
@@ -234,13 +264,16 @@ def agent_pause(*, actor, agent: Agent, reason: str) -> Agent:
     agent = agent_for_update(agent.pk)
     if agent.status in (Agent.Status.PAUSED, Agent.Status.RETIRED):
         raise ValidationError(f"{agent.name} is already {agent.status}.")
+    versions.ensure_baselines(agent)
     agent.status_before_pause, agent.status = agent.status, Agent.Status.PAUSED
     agent.paused_at, agent.paused_by, agent.pause_reason = timezone.now(), actor, reason.strip()
     agent.policy_version += 1
     agent.save(update_fields=["status", "status_before_pause", "paused_at", "paused_by",
                               "pause_reason", "policy_version", "updated_at"])
+    made = versions.record(actor=actor, agent_ids=[agent.pk])
     audit.record(actor=actor, verb="agent.paused", obj=agent,
-                 data={"reason": agent.pause_reason, "was": agent.status_before_pause})
+                 data={"reason": agent.pause_reason, "was": agent.status_before_pause,
+                       **versions.audit_data(made, agent)})
     return agent
 
 
@@ -251,6 +284,7 @@ def agent_resume(*, actor, agent: Agent) -> Agent:
     agent = agent_for_update(agent.pk)
     if agent.status != Agent.Status.PAUSED:
         raise ValidationError(f"{agent.name} is not paused.")
+    versions.ensure_baselines(agent)
     agent.status = agent.status_before_pause or Agent.Status.PROPOSED
     reason = agent.pause_reason
     agent.status_before_pause, agent.paused_at, agent.paused_by, agent.pause_reason = (
@@ -258,8 +292,10 @@ def agent_resume(*, actor, agent: Agent) -> Agent:
     agent.policy_version += 1
     agent.save(update_fields=["status", "status_before_pause", "paused_at", "paused_by",
                               "pause_reason", "policy_version", "updated_at"])
+    made = versions.record(actor=actor, agent_ids=[agent.pk])
     audit.record(actor=actor, verb="agent.resumed", obj=agent,
-                 data={"to": agent.status, "pause_reason": reason})
+                 data={"to": agent.status, "pause_reason": reason,
+                       **versions.audit_data(made, agent)})
     return agent
 
 
@@ -270,12 +306,14 @@ def agent_retire(*, actor, agent: Agent, reason: str = "") -> Agent:
     agent = agent_for_update(agent.pk)
     if agent.status == Agent.Status.RETIRED:
         raise ValidationError(f"{agent.name} is already retired.")
+    versions.ensure_baselines(agent)
     old = agent.status
     agent.status, agent.retired_at = Agent.Status.RETIRED, timezone.now()
     agent.policy_version += 1
     agent.save(update_fields=["status", "retired_at", "policy_version", "updated_at"])
+    made = versions.record(actor=actor, agent_ids=[agent.pk])
     audit.record(actor=actor, verb="agent.retired", obj=agent,
-                 data={"from": old, "reason": reason.strip()})
+                 data={"from": old, "reason": reason.strip(), **versions.audit_data(made, agent)})
     return agent
 
 
@@ -296,24 +334,29 @@ def system_access_set(*, actor, agent: Agent, system: System, max_kind: str) -> 
     access = SystemAccess.objects.filter(agent=agent, system=system).first()
     if access and access.max_kind == max_kind:
         return access
+    versions.ensure_baselines(agent)
     old = access.max_kind if access else None
     if access is None:
         access = SystemAccess(agent=agent, system=system)
     access.max_kind = max_kind
     access.save()
-    _policy_changed(agent)
+    made = _policy_changed(agent, actor=actor)
     audit.record(actor=actor, verb="access.set", obj=access, agent=agent,
-                 data={"system": system.slug, "changes": {"max_kind": [old, max_kind]}})
+                 data={"system": system.slug, "changes": {"max_kind": [old, max_kind]},
+                       **versions.audit_data(made, agent)})
     return access
 
 
 @transaction.atomic
 def system_access_remove(*, actor, access: SystemAccess) -> None:
     _editable(actor, access.agent)
+    versions.ensure_baselines(access.agent)
+    # A queryset delete keeps the instance's pk for the audit event below.
+    SystemAccess.objects.filter(pk=access.pk).delete()
+    made = _policy_changed(access.agent, actor=actor)
     audit.record(actor=actor, verb="access.removed", obj=access, agent=access.agent,
-                 data={"system": access.system.slug, "max_kind": access.max_kind})
-    access.delete()
-    _policy_changed(access.agent)
+                 data={"system": access.system.slug, "max_kind": access.max_kind,
+                       **versions.audit_data(made, access.agent)})
 
 
 # --- guardrails ------------------------------------------------------------------------------
@@ -341,10 +384,11 @@ def guardrail_create(*, actor, agent: Agent, **fields) -> Guardrail:
     _editable(actor, agent)
     guardrail = Guardrail(agent=agent, **fields)
     _full_clean(guardrail)
+    versions.ensure_baselines(agent)
     guardrail.save()
-    _policy_changed(agent)
+    made = _policy_changed(agent, actor=actor)
     audit.record(actor=actor, verb="guardrail.created", obj=guardrail, agent=agent,
-                 data=guardrail_snapshot(guardrail))
+                 data={**guardrail_snapshot(guardrail), **versions.audit_data(made, agent)})
     return guardrail
 
 
@@ -357,22 +401,27 @@ def guardrail_update(*, actor, guardrail: Guardrail, **fields) -> Guardrail:
             raise ValueError(f"{name} is not an editable guardrail field")
         setattr(guardrail, name, value)
     _full_clean(guardrail)
-    guardrail.save()
     changes = audit.diff(before, guardrail_snapshot(guardrail))
     if changes:
-        _policy_changed(guardrail.agent)
+        versions.ensure_baselines(guardrail.agent)
+    guardrail.save()
+    if changes:
+        made = _policy_changed(guardrail.agent, actor=actor)
         audit.record(actor=actor, verb="guardrail.changed", obj=guardrail,
-                     agent=guardrail.agent, data={"changes": changes})
+                     agent=guardrail.agent,
+                     data={"changes": changes, **versions.audit_data(made, guardrail.agent)})
     return guardrail
 
 
 @transaction.atomic
 def guardrail_delete(*, actor, guardrail: Guardrail) -> None:
     _editable(actor, guardrail.agent)
+    versions.ensure_baselines(guardrail.agent)
+    data = guardrail_snapshot(guardrail)
+    Guardrail.objects.filter(pk=guardrail.pk).delete()  # keeps the pk for the event
+    made = _policy_changed(guardrail.agent, actor=actor)
     audit.record(actor=actor, verb="guardrail.deleted", obj=guardrail, agent=guardrail.agent,
-                 data=guardrail_snapshot(guardrail))
-    guardrail.delete()
-    _policy_changed(guardrail.agent)
+                 data={**data, **versions.audit_data(made, guardrail.agent)})
 
 
 # --- rollback runbook ------------------------------------------------------------------------
@@ -550,8 +599,11 @@ def data_source_save(*, actor, slug: str, **fields) -> DataSource:
     _full_clean(source)
     changes = audit.diff(before, _source_snapshot(source))
     if changes:
+        agents = list(source.agents.all()) if source.pk else []
+        versions.ensure_baselines(*agents)
         source.save()
-        _policy_changed(*source.agents.all())
+        made = _policy_changed(*agents, actor=actor)
+        saved = {agent.slug: made[agent.pk] for agent in agents if agent.pk in made}
         audit.record(actor=actor, verb="data_source.saved", obj=source,
-                     data={"changes": changes})
+                     data={"changes": changes, **({"policy_versions": saved} if saved else {})})
     return source

@@ -1,6 +1,13 @@
 from django.urls import path
 
-from agents import views
+from agents import (
+    autonomy_views,
+    card_views,
+    plan_views,
+    simulate_views,
+    version_views,
+    views,
+)
 
 app_name = "agents"
 urlpatterns = [
@@ -21,4 +28,16 @@ urlpatterns = [
     path("<slug:slug>/rollback-steps/<int:pk>/remove/", views.step_remove, name="step-remove"),
     path("<slug:slug>/tokens/", views.token_create, name="token-create"),
     path("<slug:slug>/tokens/<int:pk>/revoke/", views.token_revoke, name="token-revoke"),
+    path("<slug:slug>/policy/<int:number>/", version_views.policy_version,
+         name="policy-version"),
+    path("<slug:slug>/simulate/", simulate_views.simulate_page, name="simulate"),
+    path("<slug:slug>/simulate/preview/", simulate_views.preview, name="simulate-preview"),
+    path("<slug:slug>/autonomy/", autonomy_views.autonomy_request, name="autonomy-request"),
+    path("<slug:slug>/autonomy/<int:pk>/approve/", autonomy_views.autonomy_approve,
+         name="autonomy-approve"),
+    path("<slug:slug>/autonomy/<int:pk>/reject/", autonomy_views.autonomy_reject,
+         name="autonomy-reject"),
+    path("<slug:slug>/card/", card_views.agent_card, name="card"),
+    path("<slug:slug>/plan/", plan_views.plan, name="plan"),
+    path("<slug:slug>/plan/<int:pk>/tick/", plan_views.task_tick, name="plan-tick"),
 ]

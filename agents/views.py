@@ -6,7 +6,7 @@ from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from agents import selectors, services
+from agents import readiness, rollout, selectors, services, versions
 from agents.forms import (
     AccessForm,
     AgentFilterForm,
@@ -50,16 +50,25 @@ def agent_detail(request, slug):
 
 
 def _detail_context(request, agent: Agent, **extra) -> dict:
+    from agents.autonomy_views import agent_autonomy_context
+    from metrics.alert_selectors import agent_alerts  # alerts build on the registry too
     from reviews.callbacks import failed_callbacks  # the reviews app builds on the registry
 
+    plan = rollout.plan_status(agent)
+    abilities = selectors.agent_abilities(user=request.user, agent=agent)
     return {
         "agent": agent,
         "callback_failures": failed_callbacks(agent=agent) if agent.callback_secret else [],
-        "moves": selectors.lifecycle_moves(agent),
+        "moves": rollout.with_plan_gaps(selectors.lifecycle_moves(agent), plan),
+        "plan": plan,
+        "readiness": readiness.readiness(agent, plan.facts),
         "pause_form": PauseForm(),
         "retire_form": RetireForm(),
         "token_form": TokenForm(),
-        **selectors.agent_abilities(user=request.user, agent=agent),
+        **abilities,
+        "open_alerts": agent_alerts(agent=agent),
+        "policy_versions": versions.history(agent=agent),
+        **agent_autonomy_context(request, agent, can_change=abilities["can_change"]),
         **extra,
     }
 

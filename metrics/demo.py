@@ -427,3 +427,16 @@ def _record_reviews(agents: dict[str, Agent], *, now: datetime) -> int:
                                "reviewed_at": at, "because": "demo data"})
             written += 1
     return written
+
+
+def seed_targets_and_reviews(slugs: list[str], *, now: datetime | None = None) -> None:
+    """The targets and past reviews of some demo agents, ahead of the rest of the demo:
+    seed_demo records them while those agents are still in pilot, as their rollout plans
+    need them before they may go live (agents.rollout_demo). `seed` then leaves them be."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        agents = {agent.slug: agent for agent in Agent.objects.filter(slug__in=slugs)
+                  if agent.slug in STORIES}
+        _set_targets(agents, {metric.key: metric for metric in Metric.objects.all()},
+                     reset=False)
+        _record_reviews(agents, now=now)

@@ -19,6 +19,7 @@ from agents.forms import add_service_errors
 from metrics import import_selectors as selectors
 from metrics.import_forms import ImportUploadForm
 from metrics.import_services import batch_upload, import_max_bytes, may_import, size_message
+from portal import audit
 
 BATCHES_PER_PAGE = 25
 ERRORS_PER_PAGE = 50
@@ -108,6 +109,8 @@ class _Echo:
 
 def import_errors_csv(request, public_id) -> HttpResponse:
     batch = selectors.batch_for_user(user=request.user, public_id=public_id)
+    audit.record_read(request=request, verb="export.downloaded", obj=batch,
+                      data={"export": "import_errors", "file": batch.original_name})
     writer = csv.writer(_Echo())
     rows = selectors.batch_errors(batch).values_list("row", "column", "message")
 

@@ -21,6 +21,7 @@ from agents.models import Agent
 from metrics import selectors, services
 from metrics.forms import ReviewForm, TargetForm
 from metrics.models import Target
+from portal import audit
 from portal.permissions import (
     CHANGE_AGENT,
     agent_permissions,
@@ -45,6 +46,9 @@ def fleet_export(request):
     if complaint:
         return HttpResponseBadRequest(complaint, content_type="text/plain; charset=utf-8")
     scorecard = selectors.fleet_scorecard(user=request.user, grain=grain)
+    audit.record_read(request=request, verb="export.downloaded",
+                      data={"export": "scorecards", "grain": grain,
+                            "period": scorecard.current.isoformat()})
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = (
         f'attachment; filename="scorecards-{grain}-{scorecard.current:%Y-%m-%d}.csv"')

@@ -11,12 +11,15 @@ from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
-from agents.services import agent_token_authenticate
+from agents.services import agent_token_authenticate, hash_token
+from portal import ratelimit
 from reviews.gate import GateInputError
 
 
 class AgentTokenAuth(HttpBearer):
     def authenticate(self, request, token):
+        # Throttle before the lookup: a runaway token costs Redis one round trip, not a query.
+        ratelimit.check(hash_token(token))
         found = agent_token_authenticate(token)
         if found is not None:
             request.agent_token = found
@@ -41,6 +44,15 @@ def unauthorised(request, exc):
         status=401)
 
 
+@api.exception_handler(ratelimit.Throttled)
+def throttled(request, exc):
+    response = api.create_response(request, {
+        "detail": exc.detail(), "limit": exc.limit, "retry_after": exc.retry_after},
+        status=429)
+    response["Retry-After"] = str(exc.retry_after)
+    return response
+
+
 @api.exception_handler(GateInputError)
 def bad_reference(request, exc):
     return api.create_response(request, {"detail": exc.message, "field": exc.field}, status=400)
@@ -56,4 +68,5 @@ def unavailable(request, exc):
 
 api.add_router("/", "agents.api.router")
 api.add_router("/", "reviews.api.router")
+api.add_router("/", "agents.simulate_api.router")
 api.add_router("/", "metrics.api.router")

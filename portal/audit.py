@@ -49,3 +49,14 @@ def diff(before: dict, after: dict) -> dict:
     """Field-level changes as {field: [old, new]} for the fields whose value changed."""
     return {key: [before.get(key), after.get(key)] for key in after
             if before.get(key) != after.get(key)}
+
+
+def record_read(*, request, verb: str, obj: models.Model | None = None, agent=None,
+                data: dict | None = None) -> AuditEvent:
+    """Audit a read that matters (a prompt viewed, a CSV exported, audit data downloaded).
+
+    Called by the view that serves it, before the response is built, so a download that
+    fails half-way is still on record. The path says exactly what was asked for.
+    """
+    return record(actor=request.user, verb=verb, obj=obj, agent=agent,
+                  data={"path": request.get_full_path()[:500], **(data or {})})

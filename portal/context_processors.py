@@ -14,6 +14,8 @@ def navigation(request) -> dict:
         "nav_sees_audit": user.is_superuser or bool(groups & {ADMINS, REVOPS}),
         # Counted only when a full page renders it (not for htmx fragments), up to "99+".
         "nav_waiting": SimpleLazyObject(lambda: _waiting_badge(user)),
+        # One query, and only when a full page renders it.
+        "nav_alerts": SimpleLazyObject(lambda: _alert_badge(user)),
     }
 
 
@@ -21,3 +23,9 @@ def _waiting_badge(user) -> str:
     from reviews.selectors import waiting_badge
 
     return waiting_badge(user)
+
+
+def _alert_badge(user) -> str:
+    from metrics.alert_selectors import alert_badge
+
+    return alert_badge(user)

@@ -58,3 +58,21 @@ class SessionActivityMiddleware:
             if now - session.get("_active_at", 0) >= self.REFRESH_SECONDS:
                 session["_active_at"] = now  # marks it modified: SessionMiddleware saves it
         return response
+
+
+class ContentSecurityPolicyMiddleware:
+    """Send settings.STEWARD_CSP on every response that has none yet.
+
+    A fixed header instead of django-csp: every script and style is a file under static/
+    (no inline code, so no nonces to mint per response) and one policy fits every page.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        policy = settings.STEWARD_CSP
+        if policy and "Content-Security-Policy" not in response:
+            response["Content-Security-Policy"] = policy
+        return response

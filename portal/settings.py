@@ -3,6 +3,7 @@
 See the README's "Configuration" table for every variable and its default.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -44,6 +45,7 @@ INSTALLED_APPS = [
     "agents",
     "reviews",
     "metrics",
+    "axes",  # login throttling; last, so its admin sits after ours
 ]
 
 MIDDLEWARE = [
@@ -59,6 +61,8 @@ MIDDLEWARE = [
     "django_htmx.middleware.HtmxMiddleware",
     "portal.middleware.LoginRequiredMiddleware",
     "portal.middleware.ApiBodyLimitMiddleware",
+    "portal.middleware.ContentSecurityPolicyMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a lockout into the login page's answer (429)
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -120,6 +124,7 @@ else:
 # --- Auth ----------------------------------------------------------------------------------
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
+    "portal.lockout.LockoutBackend",  # first: refuses locked-out logins before any other
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -189,6 +194,35 @@ if not DEBUG:
     CSRF_COOKIE_SECURE = True
     if env_bool("DJANGO_BEHIND_TLS_PROXY", False):
         SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The old keys after a rotation, comma-separated: sessions and signatures made with them stay
+# valid until they expire (README, "Security").
+SECRET_KEY_FALLBACKS = env_list("DJANGO_SECRET_KEY_FALLBACKS")
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_COOKIE_HTTPONLY = True  # htmx sends the token from the page (hx-headers), not the cookie
+# portal.middleware.ContentSecurityPolicyMiddleware: only our own static scripts and styles,
+# no inline script or style, no eval, no plugins, never framed. data: images are Pico's
+# inline SVG icons (checkboxes, selects) in its stylesheet.
+STEWARD_CSP = "; ".join([
+    "default-src 'self'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+    "font-src 'self'", "connect-src 'self'", "object-src 'none'", "base-uri 'none'",
+    "form-action 'self'", "frame-ancestors 'none'",
+])
+# Agent API: calls a minute per token (portal.ratelimit, counted in Redis); 0 turns it off.
+STEWARD_API_RATE_LIMIT = env_int("STEWARD_API_RATE_LIMIT", 600)
+# Outgoing callbacks and webhooks (portal.url_safety) go to public https addresses only;
+# true also allows http and private, loopback and link-local addresses (as DEBUG does).
+STEWARD_ALLOW_PRIVATE_WEBHOOKS = env_bool("STEWARD_ALLOW_PRIVATE_WEBHOOKS", False)
+
+# --- Login throttling (django-axes) ------------------------------------------------------------
+# After AXES_FAILURE_LIMIT failed logins for one username from one address, that pair is
+# locked out for the cool-off; each further try restarts it. A success clears the count.
+AXES_FAILURE_LIMIT = env_int("STEWARD_LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("STEWARD_LOGIN_COOLOFF_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "portal.lockout.client_ip"
+AXES_VERBOSE = False
 
 # --- The gate and reviews -----------------------------------------------------------------
 # An item's due time comes from its agent's review SLA (Agent.review_sla_hours); past it the
@@ -208,6 +242,37 @@ STEWARD_API_MAX_BODY_BYTES = 256 * 1024
 STEWARD_BENCH_ENDPOINTS = env_bool("STEWARD_BENCH_ENDPOINTS", False)
 # How people reach the portal: the links in e-mails (incidents, reviewer digests).
 STEWARD_BASE_URL = env_str("STEWARD_BASE_URL", "http://127.0.0.1:8000")
+
+# --- Alerts (metrics.detectors, metrics.alerts, metrics.notifications) ----------------------
+# Thresholds of the warning signs (metrics.detectors.base explains each; README "Alerts").
+# Shares are fractions (0.2 = 20%); override rates are percent (0-100).
+STEWARD_ALERTS = {
+    "speed_quality_min_change": 0.05,   # cycle time and a quality metric each move 5%
+    "cost_drift_ratio": 0.20,           # cost 20% above its baseline
+    "cost_baseline_weeks": 4,           # ...the mean of the 4 weeks before
+    "cost_projection_min_days": 3,      # budget projection from the 3rd day of a month
+    "override_spike_ratio": 2.0,        # override rate twice its 4-week average
+    "override_spike_min_points": 10.0,  # ...and 10 points above it
+    "override_hard_limit": 50.0,        # at 50% the spike is critical
+    "override_min_decisions": 10,       # decisions in 7 days before the rate counts
+    "blast_radius_hours": 24,           # a write-limit hit this recent fires
+    "backlog_min_overdue": 1,           # pending items past due
+    "backlog_latency_rise": 0.5,        # median review latency up 50% on the week before
+    "backlog_latency_min_hours": 4.0,   # ...and above 4 hours
+    "incident_open_hours": 48,          # open incidents nobody investigates
+    "rubber_stamp_min_items": 50,       # a reviewer's decisions in the window
+    "rubber_stamp_approval_share": 0.98,
+    "rubber_stamp_max_median_seconds": 30,
+    "rubber_stamp_days": 7,
+    "sample_overdue_hours": 0,          # sampled items unchecked past due
+    "budget_warning_share": 0.8,
+    "budget_critical_share": 1.0,
+}
+STEWARD_ALERT_DIGEST_MINUTES = env_int("STEWARD_ALERT_DIGEST_MINUTES", 60)
+STEWARD_ALERT_WEBHOOK_URL = env_str("STEWARD_ALERT_WEBHOOK_URL")
+STEWARD_ALERT_WEBHOOK_MAX_ATTEMPTS = env_int("STEWARD_ALERT_WEBHOOK_MAX_ATTEMPTS", 6)
+STEWARD_ALERT_WEBHOOK_BACKOFF_SECONDS = env_int("STEWARD_ALERT_WEBHOOK_BACKOFF_SECONDS", 30)
+STEWARD_ALERT_EMAIL_MAX_ATTEMPTS = 5
 
 # --- Audit trail -----------------------------------------------------------------------------
 # The chain head is exported outside the database after every seal, with an HMAC keyed by a
@@ -274,6 +339,14 @@ CELERY_BEAT_SCHEDULE = {
         "task": "metrics.tasks.derived_metrics_compute",
         "schedule": env_int("STEWARD_DERIVED_METRICS_SECONDS", 3600),
     },
+    "alerts-detect": {
+        "task": "metrics.tasks.alerts_detect",
+        "schedule": env_int("STEWARD_ALERTS_SECONDS", 3600),
+    },
+    "alert-notifications": {
+        "task": "metrics.tasks.alert_notifications_send",
+        "schedule": 600,
+    },
     "purge-task-deliveries": {
         "task": "portal.tasks.task_deliveries_purge",
         "schedule": 24 * 3600,
@@ -286,4 +359,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("STEWARD_LOG_LEVEL", "INFO")},
+    # axes logs every login at INFO; lockouts come at WARNING.
+    "loggers": {"axes": {"level": "WARNING"}},
 }

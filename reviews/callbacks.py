@@ -30,12 +30,14 @@ import urllib.request
 from datetime import timedelta
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import transaction
 from django.utils import timezone
 
 from agents.models import Agent
 from portal import audit
+from portal.url_safety import check_outgoing_url, safe_opener
 from reviews.models import ActionRequest
 
 logger = logging.getLogger(__name__)
@@ -102,7 +104,7 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_opener = urllib.request.build_opener(_NoRedirects)
+_opener = safe_opener(_NoRedirects)  # refuses private addresses at connect time (SSRF)
 
 
 def _post(url: str, body: bytes, headers: dict) -> str | None:
@@ -137,6 +139,10 @@ def callback_deliver(*, action_id: int) -> str:
     if not agent.callback_url or not agent.callback_secret:
         return _record(action_id, agent, give_up=True,
                        error="The agent has no callback URL (or secret) any more.")
+    try:  # the URL was checked when saved; check again: DNS may point elsewhere by now
+        check_outgoing_url(agent.callback_url)
+    except ValidationError as exc:
+        return _record(action_id, agent, error=exc.messages[0])
     body = callback_body(action)
     timestamp = str(int(time.time()))
     error = _post(agent.callback_url, body, {

@@ -104,8 +104,9 @@ class ValidationErrorOut(Schema):
 
 
 # What any operation may answer besides its own results (portal.api, portal.middleware):
-# 401 without a valid token, 503 when the database is unreachable ("do not act");
-COMMON_ERRORS = {401: ErrorOut, 503: ErrorOut}
+# 401 without a valid token, 429 past the token's rate limit (with Retry-After), 503 when
+# the database is unreachable ("do not act");
+COMMON_ERRORS = {401: ErrorOut, 429: ErrorOut, 503: ErrorOut}
 # 422 for an invalid path parameter or body;
 INPUT_ERRORS = {**COMMON_ERRORS, 422: ValidationErrorOut}
 # 400 for a body that is not JSON, 413 for one over the limit.

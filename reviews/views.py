@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from agents.forms import add_service_errors
 from agents.models import Agent
+from portal import audit
 from reviews import samples, selectors, services
 from reviews.forms import (
     AGE_CHOICES,
@@ -80,6 +81,8 @@ def _query_without(request, *names) -> str:
 
 def item(request, public_id):
     action = selectors.action_for_user(user=request.user, public_id=public_id)
+    # The page shows the prompt and the content: who read them is on record (issue 7).
+    audit.record_read(request=request, verb="action.viewed", obj=action, agent=action.agent)
     return render(request, ITEM, _item_context(request, action))
 
 
@@ -123,8 +126,11 @@ def _decision_context(request, action: ActionRequest, **forms) -> dict:
 
 
 def _item_context(request, action: ActionRequest, **forms) -> dict:
-    return {**_decision_context(request, action, **forms),
-            **selectors.action_context(action=action)}
+    context = {**_decision_context(request, action, **forms),
+               **selectors.action_context(action=action)}
+    # The history tells what happened to the request; who read it is in the audit trail.
+    context["history"] = [e for e in context["history"] if e.verb != "action.viewed"]
+    return context
 
 
 # --- decisions -------------------------------------------------------------------------------

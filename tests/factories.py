@@ -132,6 +132,35 @@ def make_roles() -> Roles:
     )
 
 
+def complete_plan(agent: Agent) -> Agent:
+    """Finish the agent's 30-day rollout plan the way owners would, so it may go live: a
+    pauser, three quality targets with human baselines, a first scorecard review, and every
+    manual task ticked (the automatic checks then hold by themselves)."""
+    from django.utils import timezone
+
+    from agents import rollout
+    from metrics import selectors as metric_selectors
+    from metrics import services as metric_services
+    from metrics.models import Metric
+
+    if not agent.pausers.exists():
+        agent = services.agent_update(actor=None, agent=agent,
+                                      pausers=[UserFactory(username=f"{agent.slug}-pauser")])
+    for key, (target, baseline) in {"accuracy": (95, 90), "completeness": (95, 92),
+                                    "policy_compliance": (99, 97)}.items():
+        metric_services.target_set(actor=None, agent=agent, metric=Metric.objects.get(key=key),
+                                   target=target, human_baseline=baseline)
+    if not agent.scorecard_reviews.exists():
+        week = metric_selectors.reporting_periods("week", timezone.localdate())[0]
+        metric_services.scorecard_review_record(actor=None, agent=agent, grain="week",
+                                                period_start=week, decision="expand")
+    for task in rollout.plan_for(agent):
+        if not task.auto_check and task.done_at is None:
+            rollout.task_tick(actor=None, task=task, done=True)
+    assert rollout.plan_missing(agent) == [], rollout.plan_missing(agent)
+    return agent
+
+
 def make_live_agent() -> Agent:
     """A live L2 agent for gate tests: execute in the CRM (stage changes need review), draft
     in the helpdesk, one declared source `crm-records`, no sampling."""
@@ -144,4 +173,5 @@ def make_live_agent() -> Agent:
     services.guardrail_create(actor=None, agent=agent, name="Stage changes need approval",
                               field="changes.stage", operator="changed", effect="review")
     services.agent_move(actor=None, agent=agent, to_status="pilot")
+    complete_plan(agent)
     return services.agent_move(actor=None, agent=agent, to_status="live")

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from agents import services
 from agents.models import Agent, RollbackStep, SystemAccess
 from portal.models import AuditEvent
-from tests.factories import SystemFactory, UserFactory, make_agent
+from tests.factories import SystemFactory, UserFactory, complete_plan, make_agent
 
 pytestmark = pytest.mark.django_db
 
@@ -38,11 +38,15 @@ def test_pilot_needs_access_and_rollback_then_live_needs_a_guardrail():
         services.agent_move(actor=None, agent=agent, to_status="live")
     services.guardrail_create(actor=None, agent=agent, name="Stage", field="changes.stage",
                               operator="changed", effect="review")
+    with pytest.raises(ValidationError, match="needs its rollout plan complete"):
+        services.agent_move(actor=None, agent=agent, to_status="live")
+    complete_plan(agent)
     live = services.agent_move(actor=None, agent=agent, to_status="live")
     assert live.status == "live"
     assert live.review_cadence == "monthly"  # scorecards: weekly in pilot, monthly once live
-    verbs = list(AuditEvent.objects.filter(agent=agent, verb="agent.moved")
-                 .values_list("data", flat=True).order_by("id"))
+    verbs = [{k: v for k, v in data.items() if k != "policy_version_saved"}  # versions' test
+             for data in AuditEvent.objects.filter(agent=agent, verb="agent.moved")
+             .values_list("data", flat=True).order_by("id")]
     assert verbs == [{"from": "proposed", "to": "pilot"},
                      {"from": "pilot", "to": "live", "review_cadence": ["weekly", "monthly"]}]
 

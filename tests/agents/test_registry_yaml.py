@@ -13,13 +13,13 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from guardian.models import GroupObjectPermission, UserObjectPermission
 
-from agents import registry_yaml
+from agents import registry_yaml, rollout_demo
 from agents.models import Agent, DataSource, Guardrail, RollbackStep, System, SystemAccess
 from portal import services as portal_services
 from portal.models import AuditEvent, User
 from portal.permissions import has_agent_perm
 from portal.roles import ROLE_GROUPS
-from tests.factories import UserFactory
+from tests.factories import UserFactory, complete_plan
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,17 @@ def apply_agents(path: str, *args: str) -> str:
 
 def apply_data(tmp_path, data, *args: str) -> str:
     return apply_agents(write(tmp_path, data), *args)
+
+
+def apply_through_pilot(path: str) -> str:
+    """apply_agents for a file whose new agents go live: the rollout plan gates pilot → live,
+    so they land in pilot first and finish their plans as owners would, then the file runs."""
+    staged = rollout_demo.staged(registry_yaml.load_file(path))
+    if staged is not None:
+        registry_yaml.apply(staged)
+        for agent in Agent.objects.filter(status="pilot"):
+            complete_plan(agent)
+    return apply_agents(path)
 
 
 def state() -> dict:
@@ -171,7 +182,8 @@ def test_audit_events_are_written_by_the_system(tmp_path, people):
             "access.set", "guardrail.created", "rollback_step.added", "permission.granted",
             "agent.moved"} <= verbs
     moved = list(events.filter(verb="agent.moved").order_by("id").values_list("data", flat=True))
-    assert moved == [{"from": "proposed", "to": "pilot"}]
+    assert [{k: v for k, v in d.items() if k != "policy_version_saved"} for d in moved] == [
+        {"from": "proposed", "to": "pilot"}]
 
 
 def test_applying_the_same_file_twice_changes_nothing(tmp_path, people):
@@ -269,7 +281,7 @@ def test_status_is_reached_through_the_lifecycle(tmp_path, people):
                 for e in events.order_by("id")]
 
     agent["status"] = "live"
-    apply_data(tmp_path, data)
+    apply_through_pilot(write(tmp_path, data))
     assert moves() == [("agent.moved", "pilot"), ("agent.moved", "live")]
 
     agent.update(status="paused", pause_reason="Replies in the wrong language")
@@ -451,7 +463,8 @@ def rich_registry() -> dict:
             "rollback": [{"title": "Restore", "instructions": "Restore from history."}]}
     data["agents"] += [
         {"slug": "crm-hygiene", "name": "CRM hygiene", "status": "live", "autonomy_level": 3,
-         "review_cadence": "monthly", "monthly_cost_budget": 99.5, **copy.deepcopy(base)},
+         "review_cadence": "monthly", "monthly_cost_budget": 99.5, "pausers": ["olivia"],
+         **copy.deepcopy(base)},
         {"slug": "kpi", "name": "KPI", "status": "paused", "paused_from": "pilot",
          "pause_reason": "Stale data.", **copy.deepcopy(base)},
         {"slug": "old", "name": "Old", "status": "retired", **copy.deepcopy(base)},
@@ -471,7 +484,7 @@ def wipe_registry() -> None:
 
 
 def test_export_then_apply_on_an_empty_registry_reproduces_it(tmp_path, people):
-    apply_data(tmp_path, rich_registry())
+    apply_through_pilot(write(tmp_path, rich_registry()))
     exported = io.StringIO()
     call_command("export_agents", stdout=exported)
     first = yaml.safe_load(exported.getvalue())
@@ -480,7 +493,7 @@ def test_export_then_apply_on_an_empty_registry_reproduces_it(tmp_path, people):
 
     wipe_registry()
     assert not Agent.objects.exists()
-    apply_agents(write(tmp_path, exported.getvalue(), "export.yaml"))
+    apply_through_pilot(write(tmp_path, exported.getvalue(), "export.yaml"))
     again = io.StringIO()
     call_command("export_agents", stdout=again)
     assert yaml.safe_load(again.getvalue()) == first
@@ -490,7 +503,7 @@ def test_export_then_apply_on_an_empty_registry_reproduces_it(tmp_path, people):
 
 
 def test_apply_export_apply_is_a_no_op(tmp_path, people):
-    apply_data(tmp_path, rich_registry())
+    apply_through_pilot(write(tmp_path, rich_registry()))
     path = tmp_path / "export.yaml"
     call_command("export_agents", "-o", str(path), stderr=io.StringIO())
     before = state()

@@ -71,8 +71,8 @@ def test_agent_list_pins_its_query_count(client, roles, django_assert_num_querie
     client.force_login(roles.admin)
     client.get(reverse("agents:list"))  # warm the process-wide ContentType cache
     # session, user, perms ×2, owner filter, count, nav groups, nav waiting badge ×2, agents,
-    # accesses (the session is refreshed at most once a minute, so no save here)
-    with django_assert_num_queries(11):
+    # accesses, nav alert badge (the session is refreshed at most once a minute, so no save)
+    with django_assert_num_queries(12):
         client.get(reverse("agents:list"))
 
 
@@ -80,7 +80,10 @@ def test_agent_detail_pins_its_query_count(client, roles, django_assert_num_quer
     client.force_login(roles.owner)
     client.get(reverse("agents:detail", args=["refund-replies"]))  # warm the ContentType cache
     # 17 + its open incidents (1) + the navigation's waiting badge (3)
-    with django_assert_num_queries(17):
+    # + its open alerts, its autonomy changes, the navigation's alert badge (3)
+    # + its rollout plan: tasks, targets, whether a scorecard review exists (3)
+    # + its policy history (1)
+    with django_assert_num_queries(24):
         response = client.get(reverse("agents:detail", args=["refund-replies"]))
     assert response.status_code == 200
 
@@ -135,7 +138,7 @@ def test_edit_records_a_field_level_diff(client, roles):
     form_data = {
         "name": agent.name, "business_outcome": agent.business_outcome,
         "definition_of_done": agent.definition_of_done, "workflow": "refunds",
-        "autonomy_level": 2, "business_owner": roles.owner.pk,
+        "autonomy_level": 1, "business_owner": roles.owner.pk,
         "process_owner": roles.owner.pk, "technical_owner": roles.owner.pk,
         "pausers": [roles.pauser.pk], "review_sample_rate": 0.25,
         "confidence_review_below": 0.7, "confidence_block_below": 0.3,
@@ -145,8 +148,11 @@ def test_edit_records_a_field_level_diff(client, roles):
     assert response.status_code == 302
     event = AuditEvent.objects.filter(agent=agent, verb="agent.changed").latest("id")
     assert event.data["changes"] == {"workflow": ["", "refunds"],
-                                     "autonomy_level": [1, 2],
                                      "review_sample_rate": [0.1, 0.25]}
+    # raising autonomy is not an edit: it goes through an autonomy change (issue 6)
+    response = client.post(reverse("agents:edit", args=[agent.slug]),
+                           {**form_data, "autonomy_level": 2})
+    assert "Request an autonomy change" in str(response.context["form"].errors)
 
 
 def test_replacing_an_owner_moves_their_permissions(roles):

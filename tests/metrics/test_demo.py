@@ -14,7 +14,6 @@ from django.utils import timezone
 from agents.models import Agent
 from metrics import demo, derived, patterns, selectors
 from metrics.models import Metric, Observation, Rollup, ScorecardReview, Target
-from portal.management.commands.seed_demo import DEMO_REGISTRY
 from portal.management.commands.seed_demo import Command as SeedDemo
 from portal.models import AuditEvent
 from reviews.models import ActionRequest
@@ -27,8 +26,9 @@ LAST_FULL_WEEK = 10
 
 def load_registry() -> dict[str, Agent]:
     """The demo people and registry, without seed_demo's metrics (those are seeded at NOW)."""
-    SeedDemo(stdout=io.StringIO()).create_users()
-    call_command("apply_agents", str(DEMO_REGISTRY), stdout=io.StringIO())
+    command = SeedDemo(stdout=io.StringIO())
+    command.create_users()
+    command.load_registry(now=NOW)  # live agents pass through pilot to complete their plans
     return {agent.slug: agent for agent in Agent.objects.all()}
 
 

@@ -129,8 +129,8 @@ def test_agent_scorecard_pins_its_query_count(client, roles, django_assert_num_q
     client.force_login(roles.owner)
     page(client, roles.agent)  # warm the session refresh and the ContentType cache
     # session, user, visible agent (perms ×2 + agent), may change ×2, metrics, rollups,
-    # targets, reviews with reviewers, nav groups, nav waiting badge ×2
-    with django_assert_num_queries(14):
+    # targets, reviews with reviewers, nav groups, nav waiting badge ×2, nav alert badge
+    with django_assert_num_queries(15):
         response = page(client, roles.agent)
     assert response.content.decode().count("<polyline") == 7
 

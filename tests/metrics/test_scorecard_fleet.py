@@ -271,8 +271,8 @@ def test_fleet_pins_its_query_count(client, roles, django_assert_num_queries):
     client.force_login(roles.revops)
     client.get(reverse("metrics:fleet"))  # warm the session refresh and the ContentType cache
     # session, user, perms ×2 (visible agents), headline metrics, agents with their last
-    # review, rollups, targets, nav groups, nav waiting badge ×2
-    with django_assert_num_queries(11):
+    # review, rollups, targets, nav groups, nav waiting badge ×2, nav alert badge
+    with django_assert_num_queries(12):
         client.get(reverse("metrics:fleet"))
 
 

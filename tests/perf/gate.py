@@ -95,6 +95,7 @@ agents:
     autonomy_level: 2
     status: live
     owners: {business: bench-owner, process: bench-owner, technical: bench-owner}
+    pausers: [bench-manager]
     review_groups: [Managers]
     review_sample_rate: 0.1
     confidence: {review_below: 0.7, block_below: 0.3}
@@ -169,7 +170,7 @@ def load_policy() -> tuple[str, str]:
     from django.core.management import call_command
     from django.utils import timezone
 
-    from agents import registry_yaml, services
+    from agents import registry_yaml, rollout_demo, services
     from agents.models import Agent
     from portal.models import User
 
@@ -177,7 +178,11 @@ def load_policy() -> tuple[str, str]:
     for username in ("bench-owner", "bench-manager"):
         User.objects.create_user(username=username)
     now = timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
-    registry_yaml.apply(registry_yaml.parse(REGISTRY % {"now": now}))
+    registry = registry_yaml.parse(REGISTRY % {"now": now})
+    # Going live takes a complete rollout plan: held in pilot first, as the demo does.
+    registry_yaml.apply(rollout_demo.staged(registry))
+    rollout_demo.seed_plans(registry)
+    registry_yaml.apply(registry)
     secrets_by_slug = {}
     for slug in ("bench-agent", "bench-baseline"):
         _token, secret = services.agent_token_create(

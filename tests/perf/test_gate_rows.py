@@ -12,7 +12,7 @@ from agents.models import SystemAccess
 from portal.models import AuditEvent
 from reviews import gate
 from reviews.models import ActionRequest
-from tests.factories import DataSourceFactory, SystemFactory, make_agent
+from tests.factories import DataSourceFactory, SystemFactory, complete_plan, make_agent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -47,6 +47,7 @@ def token(db):
     services.guardrail_create(actor=None, agent=agent, name="Stage", field="changes.stage",
                               operator="changed", effect="review")
     services.agent_move(actor=None, agent=agent, to_status="pilot")
+    complete_plan(agent)
     agent = services.agent_move(actor=None, agent=agent, to_status="live")
     token, _secret = services.agent_token_create(actor=None, agent=agent, name="t")
     return token

@@ -37,7 +37,7 @@ def _propose_many(token_pk: int, start: threading.Barrier, decisions: list,
 
 
 def _race(agent) -> list[str]:
-    services.agent_update(actor=None, agent=agent, autonomy_level=3, max_writes_per_hour=LIMIT)
+    services.agent_update(actor=None, agent=agent, max_writes_per_hour=LIMIT)
     token, _secret = services.agent_token_create(actor=None, agent=agent, name="t")
     start, decisions, errors = threading.Barrier(THREADS), [], []
     threads = [threading.Thread(target=_propose_many, args=(token.pk, start, decisions, errors))

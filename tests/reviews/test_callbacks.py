@@ -62,6 +62,12 @@ class AgentServer:
         self.httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def _local_receivers(settings):
+    """The receivers here listen on 127.0.0.1: opt in to private addresses (portal.url_safety)."""
+    settings.STEWARD_ALLOW_PRIVATE_WEBHOOKS = True
+
+
 @pytest.fixture
 def serve():
     servers = []
@@ -330,6 +336,7 @@ def test_a_real_worker_retries_after_a_backoff_and_delivers(
     from tests.portal.test_celery import real_worker
 
     monkeypatch.setenv("STEWARD_CALLBACK_BACKOFF_SECONDS", "1")
+    monkeypatch.setenv("STEWARD_ALLOW_PRIVATE_WEBHOOKS", "1")  # the worker calls 127.0.0.1
     server = serve(500, 200)
     _with_callback(live_agent, server.url)
     enqueued = []  # committed for real here: keep the message off the default queue

@@ -32,7 +32,7 @@ from agents.models import SystemAccess
 from portal.wsgi import application
 from reviews import gate
 from reviews.models import ActionRequest
-from tests.factories import DataSourceFactory, SystemFactory, make_agent
+from tests.factories import DataSourceFactory, SystemFactory, complete_plan, make_agent
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -75,8 +75,9 @@ def flatmap_path_parameters(context, path_parameters):
 
 
 @pytest.fixture
-def fuzz_token(transactional_db) -> str:
+def fuzz_token(transactional_db, settings) -> str:
     """A live L2 agent with a policy that exercises every check of the engine, and its token."""
+    settings.STEWARD_API_RATE_LIMIT = 0  # a thousand calls a minute: judge them all, not 429
     agent = make_agent(slug="fuzz-agent", ready=True, autonomy_level=2, review_sample_rate=0.5,
                        max_writes_per_hour=5, monthly_cost_budget=100_000)
     managers, _ = Group.objects.get_or_create(name="Managers")
@@ -105,6 +106,7 @@ def fuzz_token(transactional_db) -> str:
                                   operator=operator, value=value, effect=effect,
                                   route_to_group=managers if name == "Refunds over 500" else None)
     services.agent_move(actor=None, agent=agent, to_status="pilot")
+    complete_plan(agent)
     agent = services.agent_move(actor=None, agent=agent, to_status="live")
     token, secret = services.agent_token_create(actor=None, agent=agent, name="fuzz")
     for public_id, changes in ((APPROVED_ID, {"close_date": "2026-12-01"}),

@@ -346,9 +346,9 @@ def test_inbox_pins_its_query_count(client, roles, django_assert_num_queries):
     client.force_login(roles.reviewer)
     client.get(reverse("reviews:inbox"))  # warm the ContentType cache
     # session, user, review scope (one query), rows, their sources, filter choices (agents
-    # and systems, one query), navigation (groups, badge count); no session save (it is
-    # refreshed at most once a minute)
-    with django_assert_num_queries(8):
+    # and systems, one query), navigation (groups, badge count, alert badge); no session
+    # save (it is refreshed at most once a minute)
+    with django_assert_num_queries(9):
         client.get(reverse("reviews:inbox"))
     # an htmx filter change: no badge, no filter choices
     with django_assert_num_queries(6):

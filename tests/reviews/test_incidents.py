@@ -307,9 +307,9 @@ def test_list_pins_its_query_count(client, roles, django_assert_num_queries):
     query = {"status": "open", "mine": "on"}
     client.get(reverse("incidents:list"), query)  # warm the process-wide ContentType cache
     # session, user, user perms, group perms, agent choices, count, incidents (agents, users
-    # and actions joined), navigation: groups + waiting badge (2); no session save (it is
-    # refreshed at most once a minute)
-    with django_assert_num_queries(10):
+    # and actions joined), navigation: groups + waiting badge (2) + alert badge; no session
+    # save (it is refreshed at most once a minute)
+    with django_assert_num_queries(11):
         response = client.get(reverse("incidents:list"), query)
     assert response.content.decode().count("Problem ") == 3
 

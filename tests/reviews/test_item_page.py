@@ -262,8 +262,9 @@ def test_item_page_pins_its_query_count(client, roles, refund, django_assert_num
     page_of(client, refund)  # warm the ContentType cache
     # session, user, global perms ×2, the request (with agent, system, people), may decide
     # (object perms ×2), sources, fired guardrails, runbook, history, navigation (groups,
-    # badge: scope + count); no session save (refreshed at most once a minute)
-    with django_assert_num_queries(14):
+    # badge: scope + count, alert badge), the action.viewed audit event; no session save
+    # (refreshed at most once a minute)
+    with django_assert_num_queries(16):
         page_of(client, refund)
 
 

@@ -87,8 +87,8 @@ PATHS = {"unlocked": None, "counted": 100_000}
 
 @pytest.mark.parametrize("write_limit", PATHS.values(), ids=PATHS.keys())
 def test_no_gate_call_allows_after_the_pause_commits(live_agent, slow_gate, write_limit):
-    services.agent_update(actor=None, agent=live_agent, autonomy_level=3,
-                          max_writes_per_hour=write_limit)
+    # the live agent is L2 without sampling: its execute actions are allowed, as at L3
+    services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=write_limit)
     token, _secret = services.agent_token_create(actor=None, agent=live_agent, name="t")
     committed, calls = _pause_while_hammering(live_agent, token)
 
@@ -111,8 +111,7 @@ def test_the_check_catches_a_gate_without_the_lock(live_agent, monkeypatch, writ
     # A long hold, so some call is surely between its read and its insert when the pause
     # commits, even on a loaded machine.
     monkeypatch.setattr(gate, "after_policy_read", lambda: time.sleep(0.15))
-    services.agent_update(actor=None, agent=live_agent, autonomy_level=3,
-                          max_writes_per_hour=write_limit)
+    services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=write_limit)
     token, _secret = services.agent_token_create(actor=None, agent=live_agent, name="t")
     committed, calls = _pause_while_hammering(live_agent, token)
 

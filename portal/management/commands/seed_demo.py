@@ -17,10 +17,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from agents import registry_yaml
+from agents import registry_yaml, rollout_demo
 from agents.models import Agent
+from metrics import alert_demo, derived
 from metrics import demo as demo_metrics
-from metrics import derived
 from portal import audit
 from portal.roles import ADMINS, OWNERS, REVIEWERS, REVOPS
 
@@ -102,16 +102,18 @@ class Command(BaseCommand):
             created = self.create_users()
             first_load = not self.registry_loaded()
             if reset or first_load:
-                call_command("apply_agents", str(DEMO_REGISTRY), stdout=self.stdout,
-                             stderr=self.stderr)
+                self.load_registry()
             if first_load:
                 self.propose_demo_actions()
+                alert_demo.make_backlog()  # before the metrics: it moves a gate day
             else:
                 self.stdout.write("The demo registry is already loaded; left as it is "
                                   "(--reset re-applies demo/registry.yaml).")
             # every run: the twelve weeks of metrics end with the current week
             self.stdout.write(demo_metrics.seed(reset=reset).summary)
             derived.compute()  # today's trust and cost figures from the demo's gate calls
+        # after the commit: alerts tell people (e-mail tasks) about committed data only
+        self.stdout.write(alert_demo.raise_alerts().summary)
         self.print_logins(created)
 
     def create_users(self) -> set[str]:
@@ -147,13 +149,32 @@ class Command(BaseCommand):
                                   proposal={**proposal, "idempotency_key": key}).action
             self.stdout.write(f"  {slug}: {proposal['summary']} → {action.decision}")
 
-    def registry_loaded(self) -> bool:
+    def load_registry(self, *, now=None) -> None:
+        """Apply demo/registry.yaml. The rollout plan gates pilot → live, so new agents the
+        file has live pass through pilot first, where their plans are completed."""
+        registry = self.demo_registry()
+        staged = rollout_demo.staged(registry)
+        if staged is not None:
+            try:
+                lines = registry_yaml.apply(staged)
+            except registry_yaml.RegistryError as exc:
+                raise CommandError(f"{DEMO_REGISTRY}: nothing was changed.\n"
+                                   + "\n".join(exc.messages)) from None
+            for line in lines:
+                self.stdout.write(line)
+        rollout_demo.seed_plans(registry, now=now)
+        call_command("apply_agents", str(DEMO_REGISTRY), stdout=self.stdout,
+                     stderr=self.stderr)
+
+    def demo_registry(self) -> registry_yaml.Registry:
         try:
-            registry = registry_yaml.load_file(DEMO_REGISTRY)
+            return registry_yaml.load_file(DEMO_REGISTRY)
         except registry_yaml.RegistryError as exc:
             raise CommandError(f"{DEMO_REGISTRY}: nothing was changed.\n"
                                + "\n".join(exc.messages)) from None
-        slugs = [agent["slug"] for agent in registry.agents]
+
+    def registry_loaded(self) -> bool:
+        slugs = [agent["slug"] for agent in self.demo_registry().agents]
         return Agent.objects.filter(slug__in=slugs).count() == len(slugs)
 
     def print_logins(self, created: set[str]) -> None:
