@@ -172,6 +172,9 @@ def load_policy() -> tuple[str, str]:
 
     from agents import registry_yaml, rollout_demo, services
     from agents.models import Agent
+    from metrics import selectors as metric_selectors
+    from metrics import services as metric_services
+    from metrics.models import Metric
     from portal.models import User
 
     call_command("migrate", interactive=False, verbosity=0)
@@ -179,8 +182,16 @@ def load_policy() -> tuple[str, str]:
         User.objects.create_user(username=username)
     now = timezone.now().strftime("%Y-%m-%dT%H:%M:%SZ")
     registry = registry_yaml.parse(REGISTRY % {"now": now})
-    # Going live takes a complete rollout plan: held in pilot first, as the demo does.
+    # Going live takes a complete rollout plan: held in pilot first, as the demo does, with
+    # the targets, human baselines and first review the plan asks for.
     registry_yaml.apply(rollout_demo.staged(registry))
+    agent = Agent.objects.get(slug="bench-agent")
+    for key in ("accuracy", "completeness", "policy_compliance"):
+        metric_services.target_set(actor=None, agent=agent, metric=Metric.objects.get(key=key),
+                                   target=95, human_baseline=90)
+    metric_services.scorecard_review_record(
+        actor=None, agent=agent, grain="week", decision="expand",
+        period_start=metric_selectors.reporting_periods("week", timezone.localdate())[0])
     rollout_demo.seed_plans(registry)
     registry_yaml.apply(registry)
     secrets_by_slug = {}
