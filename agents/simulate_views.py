@@ -97,8 +97,41 @@ def preview(request, slug):
         return render(request, "agents/simulate.html#matrix", {
             "agent": agent, "which": which, "draft_errors": _error_lines(form)})
     return render(request, "agents/simulate.html#matrix", {
-        "agent": agent, "which": which,
+        "agent": agent, "which": which, "try_form": TryActionForm(prefix=TRY_PREFIX),
         "replay": simulate.replay(agent_id=agent.pk, draft=draft)})
+
+
+@require_POST
+def try_draft(request, slug):
+    """The decision one hand-written action would get under the draft in the POSTed form
+    (the draft's fields as the preview reads them, the action's with the `try` prefix)."""
+    agent = _agent_for_simulation(request, slug)
+    which = request.POST.get("draft", "")
+    form = TryActionForm(request.POST, prefix=TRY_PREFIX)
+    context = {"agent": agent, "form": form, "decision": None,
+               "result_id": f"try-result-{which}"}
+    if which not in DRAFTS:
+        form.add_error(None, f"'draft' must be one of {', '.join(DRAFTS)}.")
+        return render(request, "agents/simulate.html#result", context, status=400)
+    draft_form, draft = DRAFTS[which](request, agent, _current(agent))
+    if draft is None:
+        for line in _error_lines(draft_form):
+            form.add_error(None, f"The draft: {line}")
+    elif form.is_valid():
+        context["decision"] = _judge(form, draft)
+    return render(request, "agents/simulate.html#result", context)
+
+
+def _judge(form, policy: PolicySnapshot):
+    """The decision `policy` gives the form's action; None with the problems on the form."""
+    proposal = form.proposal()
+    if proposal is None:
+        return None
+    try:
+        return simulate.judge(policy=policy, proposal=proposal)
+    except simulate.DraftInputError as exc:
+        form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        return None
 
 
 def _error_lines(form) -> list[str]:
@@ -110,6 +143,8 @@ def _error_lines(form) -> list[str]:
 
 
 # --- try an action -------------------------------------------------------------------------------
+
+TRY_PREFIX = "try"  # under a draft, the action's fields travel with the draft form's
 
 class TryActionForm(forms.Form):
     system = forms.ChoiceField(help_text="The system the action touches.")
@@ -167,11 +202,6 @@ def simulate_page(request, slug):
     form = TryActionForm(request.POST or None)
     decision = None
     if request.method == "POST" and form.is_valid():
-        proposal = form.proposal()
-        if proposal is not None:
-            try:
-                decision = simulate.judge(policy=_current(agent), proposal=proposal)
-            except simulate.DraftInputError as exc:
-                form.add_error(exc.field if exc.field in form.fields else None, exc.message)
+        decision = _judge(form, _current(agent))
     template = "agents/simulate.html#result" if request.htmx else "agents/simulate.html"
     return render(request, template, {"agent": agent, "form": form, "decision": decision})

@@ -32,6 +32,7 @@ urlpatterns = [
          name="policy-version"),
     path("<slug:slug>/simulate/", simulate_views.simulate_page, name="simulate"),
     path("<slug:slug>/simulate/preview/", simulate_views.preview, name="simulate-preview"),
+    path("<slug:slug>/simulate/try/", simulate_views.try_draft, name="simulate-try-draft"),
     path("<slug:slug>/autonomy/", autonomy_views.autonomy_request, name="autonomy-request"),
     path("<slug:slug>/autonomy/<int:pk>/approve/", autonomy_views.autonomy_approve,
          name="autonomy-approve"),

@@ -255,6 +255,34 @@ def test_try_an_action_answers_without_storing_anything(client, agent):
     assert counts == (ActionRequest.objects.count(), AuditEvent.objects.count())
 
 
+def test_try_an_action_under_a_draft_judges_it_by_the_draft(client, agent):
+    _login_owner(client, agent)
+    preview = client.post(reverse("agents:simulate-preview", args=[agent.slug]), {
+        "draft": "guardrail", "name": "Over 300 is blocked", "field": "amount",
+        "operator": "gt", "value": "300", "effect": "block"}, headers={"HX-Request": "true"})
+    assert 'name="try-operation"' in preview.content.decode()  # the matrix offers the form
+    url = reverse("agents:simulate-try-draft", args=[agent.slug])
+    draft = {"draft": "guardrail", "name": "Over 300 is blocked", "field": "amount",
+             "operator": "gt", "value": "300", "effect": "block"}
+    action = {"try-system": "crm", "try-operation": "update_deal", "try-kind": "execute",
+              "try-amount": "650"}
+    counts = (ActionRequest.objects.count(), AuditEvent.objects.count(),
+              Guardrail.objects.count())
+
+    page = client.post(url, {**draft, **action}, headers={"HX-Request": "true"})
+
+    assert page.status_code == 200
+    assert "effect-block" in page.content.decode()
+    assert "Over 300 is blocked" in page.content.decode()
+    now = client.post(reverse("agents:simulate", args=[agent.slug]), {
+        "system": "crm", "operation": "update_deal", "kind": "execute", "amount": "650"})
+    assert "effect-block" not in now.content.decode()  # the policy in force lets it through
+    broken = client.post(url, {**draft, "value": "lots", **action}).content.decode()
+    assert "The draft: " in broken and "effect-" not in broken
+    assert counts == (ActionRequest.objects.count(), AuditEvent.objects.count(),
+                      Guardrail.objects.count())
+
+
 def test_stored_staleness_counts_while_the_source_stays_declared(agent):
     """A request reviewed for a stale source stays reviewed, until the draft drops the
     source (then the engine blocks it as undeclared)."""
@@ -297,4 +325,14 @@ def test_preview_button_shows_the_matrix_in_the_browser(live_server):
         guardrails.get_by_role("button", name="Preview effect").click()
         expect(page.locator("#preview-guardrail")).to_contain_text("of 40 decisions")
         expect(page.locator("#preview-guardrail table")).to_be_visible()
+        # one hand-written action under the same draft
+        preview = page.locator("#preview-guardrail")
+        preview.get_by_text("Try one action under this draft").click()
+        preview.locator("[name=try-system]").select_option("crm")
+        preview.locator("[name=try-kind]").select_option("execute")
+        preview.locator("[name=try-operation]").fill("update_deal")
+        preview.locator("[name=try-amount]").fill("650")
+        preview.get_by_role("button", name="Try it under the draft").click()
+        expect(page.locator("#try-result-guardrail")).to_contain_text("Over 300 is blocked")
+        expect(page.locator("#try-result-guardrail .effect-block")).to_be_visible()
     assert not Guardrail.objects.filter(name="Over 300 is blocked").exists()

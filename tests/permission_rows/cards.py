@@ -16,11 +16,15 @@ EXPECTED = {
     ("POST", "agents:simulate", "agent"):         [302, 404, 403, 404, 403, 200, 403, 200],
     ("POST", "agents:simulate-preview", "agent"): [302, 404, 403, 404, 403, 200, 403, 200],
     ("POST", "agents:simulate-preview", "other"): [302, 404, 404, 403, 404, 404, 403, 200],
+    ("POST", "agents:simulate-try-draft", "agent"): [302, 404, 403, 404, 403, 200, 403, 200],
+    ("POST", "agents:simulate-try-draft", "other"): [302, 404, 404, 403, 404, 404, 403, 200],
 }
 POST_DATA = {
     "agents:plan-tick": {"done": "1"},
     "agents:simulate": {"operation": "lookup", "kind": "read"},
     "agents:simulate-preview": {"draft": "access", "max_kind": "read"},
+    "agents:simulate-try-draft": {"draft": "access", "max_kind": "read",
+                                  "try-operation": "lookup", "try-kind": "read"},
 }
 PART_OF_AGENT = {
     # a task owners tick by hand
