@@ -218,6 +218,25 @@ def due_emails_send(*, now: datetime | None = None) -> int:
 
 # --- webhooks ----------------------------------------------------------------------------------
 
+# A webhook delivery not tried this long after it was made was never queued (the broker was
+# down at commit): the beat task queues it again. A queued one is tried within seconds.
+STRANDED_AFTER = timedelta(minutes=10)
+
+
+def stranded_webhooks_requeue(*, now: datetime | None = None) -> list[int]:
+    """Beat (alert-notifications): queue again the webhook deliveries nobody tried, so an
+    alert is not lost to a broker outage. Returns their ids. (At least once: if a queue was
+    merely slower than STRANDED_AFTER, a chat may see the same alert twice.)"""
+    from metrics import tasks
+
+    before = (now or timezone.now()) - STRANDED_AFTER
+    ids = list(AlertDelivery.objects.filter(
+        channel=Channel.WEBHOOK, status=DeliveryStatus.PENDING, attempts=0,
+        created_at__lt=before).order_by("id").values_list("id", flat=True)[:500])
+    for delivery_id in ids:
+        tasks.alert_webhook_send.delay(delivery_id)
+    return ids
+
 class WebhookNotDelivered(Exception):
     """This attempt failed and another one is due (the task retries with backoff)."""
 

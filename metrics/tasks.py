@@ -40,9 +40,11 @@ def alert_emails_send(user_id: int) -> int:
 
 @shared_task
 def alert_notifications_send() -> int:
-    """Beat (alert-notifications, every 10 minutes): send the digests whose hour is up."""
+    """Beat (alert-notifications, every 10 minutes): send the digests whose hour is up, and
+    queue again the webhook posts that never got queued."""
     from metrics import notifications
 
+    notifications.stranded_webhooks_requeue()
     return notifications.due_emails_send()
 
 

@@ -188,6 +188,32 @@ def test_a_500_is_retried_with_the_attempts_and_error_recorded(roles, settings):
     assert len(hook.bodies) == 3
 
 
+def test_a_webhook_that_was_never_queued_is_queued_again(roles, settings):
+    from celery.signals import before_task_publish
+
+    settings.STEWARD_ALERT_WEBHOOK_URL = "http://127.0.0.1:9/hook"
+    # No on_commit here (the test's transaction never commits): like a broker outage, nothing
+    # was queued. One delivery made long enough ago, one just now, one already tried.
+    stranded = raise_(roles.agent, kind="budget").deliveries.get(channel="webhook")
+    fresh = raise_(roles.agent, kind="cost_drift").deliveries.get(channel="webhook")
+    tried = raise_(roles.agent, kind="stale_data").deliveries.get(channel="webhook")
+    long_ago = timezone.now() - notifications.STRANDED_AFTER - timedelta(minutes=1)
+    AlertDelivery.objects.filter(pk__in=[stranded.pk, tried.pk]).update(created_at=long_ago)
+    AlertDelivery.objects.filter(pk=tried.pk).update(attempts=1)
+    published = []
+
+    def record(sender=None, body=None, **kwargs):
+        published.append((sender, body[0]))
+
+    before_task_publish.connect(record)
+    try:
+        assert notifications.stranded_webhooks_requeue() == [stranded.pk]
+    finally:
+        before_task_publish.disconnect(record)
+    assert [(task, list(args)) for task, args in published] == [
+        ("metrics.tasks.alert_webhook_send", [stranded.pk])]
+
+
 def test_a_webhook_gives_up_after_the_last_attempt(roles, settings):
     settings.STEWARD_ALERT_WEBHOOK_MAX_ATTEMPTS = 2
     with Receiver(statuses=[500, 503, 500]) as hook:
