@@ -254,10 +254,11 @@ WITH good AS (
 ),
 written AS (
     INSERT INTO metrics_observation (agent_id, metric_id, observed_at, value, source, batch_id)
-    SELECT DISTINCT ON (agent_id, metric_id, observed_at, source)
+    SELECT DISTINCT ON (agent_id, observed_at, metric_id, source)
            agent_id, metric_id, observed_at, value, source, %(batch)s
       FROM good
-     ORDER BY agent_id, metric_id, observed_at, source, row DESC  -- the last row wins
+     ORDER BY agent_id, observed_at, metric_id, source, row DESC  -- the last row wins;
+        -- in the natural key's index order, so its pages fill one after another
     ON CONFLICT (agent_id, metric_id, observed_at, source) DO UPDATE
        SET value = EXCLUDED.value, batch_id = EXCLUDED.batch_id
     RETURNING agent_id, metric_id, observed_at, (xmax = 0) AS fresh  -- 0: a new row version

@@ -11,10 +11,10 @@ inside the writer's transaction: it recomputes every bucket that overlaps each (
 metric, first, last) range from `metrics_observation` and deletes buckets left empty.
 
 On PostgreSQL each grain is one set-based statement: the ranges travel as arrays (`unnest`),
-each range is an index-only scan of `observation_agent_time (agent_id, observed_at) INCLUDE
-(metric_id, value)`, and the bucket expression is exactly the one migration 0002 keeps
-statistics on. Elsewhere (SQLite, a first `make run`) the ORM does the same with
-TruncWeek/TruncMonth.
+each range is an index-only scan of the natural key `observation_natural_key (agent_id,
+observed_at, metric_id, source) INCLUDE (value)`, and the bucket expression is exactly the
+one migration 0002 keeps statistics on. Elsewhere (SQLite, a first `make run`) the ORM does
+the same with TruncWeek/TruncMonth.
 
 Concurrency: two transactions writing observations of the same agent must not both compute
 a bucket from a snapshot that misses the other's rows (the later upsert would win with a

@@ -119,8 +119,9 @@ def bare_copy(typed_path: Path) -> float:
 
 
 def indexed_copy(typed_path: Path) -> float:
-    """The floor for any import: the same COPY into a table with metrics_observation's three
-    indexes (pk, natural key, observation_agent_time); index upkeep is most of an import."""
+    """The floor for any import: the same COPY into a table with metrics_observation's
+    indexes (pk, and the natural key that also covers the time-bucket scans); index upkeep
+    is most of an import."""
     from django.db import connection
 
     with connection.cursor() as wrapper:
