@@ -241,7 +241,8 @@ STEWARD_API_MAX_BODY_BYTES = 256 * 1024
 # The benchmark's baseline endpoint (portal/bench_views.py); only `make bench` turns it on.
 STEWARD_BENCH_ENDPOINTS = env_bool("STEWARD_BENCH_ENDPOINTS", False)
 # How people reach the portal: the links in e-mails (incidents, reviewer digests).
-STEWARD_BASE_URL = env_str("STEWARD_BASE_URL", "http://127.0.0.1:8000")
+STEWARD_BASE_URL = env_str(  # `make run` serves on STEWARD_PORT
+    "STEWARD_BASE_URL", f"http://127.0.0.1:{env_str('STEWARD_PORT', '8000')}")
 
 # --- Alerts (metrics.detectors, metrics.alerts, metrics.notifications) ----------------------
 # Thresholds of the warning signs (metrics.detectors.base explains each; README "Alerts").

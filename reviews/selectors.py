@@ -209,7 +209,7 @@ def parse_cursor(raw: str) -> tuple[datetime | None, int] | None:
 
 # --- the inbox: the ORM path (the reference) -------------------------------------------------
 
-def _reason_q(code: str) -> Q:
+def reason_q(code: str) -> Q:
     if connection.vendor == "postgresql":
         return Q(reasons__contains=[{"code": code}])
     # SQLite has no JSON containment: match the code's text in the stored JSON.
@@ -233,7 +233,7 @@ def inbox_items(*, user, filters: InboxFilters, now: datetime | None = None) -> 
     if filters.system:
         items = items.filter(system__slug=filters.system)
     if filters.reason:
-        items = items.filter(_reason_q(filters.reason))
+        items = items.filter(reason_q(filters.reason))
     if filters.age in AGES:
         items = items.filter(created_at__lte=(now or timezone.now()) - AGES[filters.age])
     if filters.tab == TAB_DECIDED:

@@ -9,6 +9,7 @@ from metrics.detectors.base import WATCHED, Finding, iso, threshold, watched_age
 from metrics.detectors.trends import month_spend
 from metrics.models import Alert
 from reviews.models import ActionRequest
+from reviews.selectors import reason_q
 
 Kind, Severity = Alert.Kind, Alert.Severity
 EXAMPLES = 5  # request ids kept as evidence
@@ -20,8 +21,8 @@ def blast_radius(*, now: datetime) -> list[Finding]:
     agent set to pause itself on critical alerts is paused."""
     hours = threshold("blast_radius_hours")
     since = now - timedelta(hours=hours)
-    hits = (ActionRequest.objects.filter(created_at__gte=since, created_at__lte=now,
-                                         reasons__contains=[{"code": "blast_radius"}])
+    held = reason_q("blast_radius")  # JSON containment, or the code's text on SQLite
+    hits = (ActionRequest.objects.filter(held, created_at__gte=since, created_at__lte=now)
             .values("agent_id").order_by()
             .annotate(n=Count("id"), first=Min("created_at"), last=Max("created_at")))
     by_agent = {h["agent_id"]: h for h in hits}
@@ -29,7 +30,7 @@ def blast_radius(*, now: datetime) -> list[Finding]:
     for agent in watched_agents(WATCHED).filter(pk__in=by_agent):
         hit = by_agent[agent.pk]
         examples = [str(public_id) for public_id in ActionRequest.objects.filter(
-            agent=agent, created_at__gte=since, reasons__contains=[{"code": "blast_radius"}])
+            held, agent=agent, created_at__gte=since)
             .order_by("-created_at").values_list("public_id", flat=True)[:EXAMPLES]]
         noun = "action" if hit["n"] == 1 else "actions"
         findings.append(Finding(

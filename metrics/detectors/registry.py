@@ -32,8 +32,8 @@ def stale_data(*, now: datetime) -> list[Finding]:
                                 f"{source.max_age}")
             maintainer = source.maintainer
             if maintainer is None or not maintainer.is_active:
-                problems.append("nobody maintains it" if maintainer is None
-                                else f"its maintainer {maintainer.get_username()} is inactive")
+                problems.append("without a maintainer" if maintainer is None else
+                                f"maintained by {maintainer.get_username()}, who is inactive")
             if not problems:
                 continue
             findings.append(Finding(
