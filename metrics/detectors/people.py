@@ -213,7 +213,7 @@ def decisions_unreviewed(*, now: datetime) -> list[Finding]:
                  if agent.last_review_at else "it has never been reviewed")
         findings.append(Finding(
             kind=Kind.DECISIONS_UNREVIEWED, agent=agent, severity=Severity.WARNING,
-            title=f"{agent.name}'s {state.cadence_label} scorecard review is overdue",
+            title=f"The {state.cadence_label} scorecard review of {agent.name} is overdue",
             message=(f"The review was due on {state.due:%Y-%m-%d} ({days} day"
                      f"{'s' if days != 1 else ''} ago); {since}."),
             recommendation=("Owners review outputs, but nobody reviews decisions: look at the "
