@@ -80,11 +80,7 @@ def change_view(change: AutonomyChange, *, user, can_change: bool) -> ChangeView
 
 def agent_autonomy_context(request, agent: Agent, *, can_change: bool, form=None) -> dict:
     """What the agent page's autonomy section needs: the newest changes, one query."""
-    changes = (AutonomyChange.objects.filter(agent=agent)
-               .select_related("requested_by", "decided_by")
-               .order_by("-requested_at", "-id")[:CHANGES_SHOWN])
-    for change in changes:
-        change.agent = agent  # the page has it: no query per row
+    changes = selectors.autonomy_changes(agent=agent, limit=CHANGES_SHOWN)
     return {
         "autonomy_changes": [change_view(c, user=request.user, can_change=can_change)
                              for c in changes],

@@ -6,21 +6,15 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 
-from agents import card
-from agents.models import Agent, System
+from agents import card, selectors
 from agents.snapshots import policy_snapshot
-from portal.permissions import get_visible_agent_or_404
 
 
 def agent_card(request, slug):
-    agent = get_visible_agent_or_404(
-        request.user, slug,
-        Agent.objects.select_related("business_owner", "process_owner", "technical_owner")
-        .prefetch_related("pausers"))
+    agent = selectors.agent_for_card(user=request.user, slug=slug)
     # The very snapshot the gate judges by at this version (cached per process by version).
     policy = policy_snapshot(agent.pk, agent.policy_version)
-    names = dict(System.objects.filter(slug__in=card.systems_named(policy))
-                 .values_list("slug", "name"))
+    names = selectors.system_names(card.systems_named(policy))
     report = f"{reverse('incidents:create')}?{urlencode({'agent': agent.slug})}"
     return render(request, "agents/card.html", {
         "agent": agent,

@@ -2,23 +2,15 @@
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
-from django.db.models import Prefetch
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from agents import readiness, rollout, selectors
-from agents.models import Agent, RolloutTask, SystemAccess
-from portal.permissions import get_visible_agent_or_404
+from agents.models import Agent, RolloutTask
 
 
 def _plan_agent(request, slug) -> Agent:
-    """The agent with what the plan's checks and the readiness answers read, or 404."""
-    return get_visible_agent_or_404(
-        request.user, slug,
-        Agent.objects.select_related("business_owner", "process_owner", "technical_owner")
-        .prefetch_related("pausers", "guardrails", "rollback_steps",
-                          Prefetch("accesses",
-                                   queryset=SystemAccess.objects.select_related("system"))))
+    return selectors.agent_for_plan(user=request.user, slug=slug)
 
 
 def _context(request, agent: Agent, **extra) -> dict:

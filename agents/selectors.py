@@ -6,7 +6,7 @@ from django.contrib.auth import get_user_model
 from django.db.models import Count, Prefetch, Q, QuerySet
 
 from agents import lifecycle
-from agents.models import Agent, AgentToken, Guardrail, SystemAccess
+from agents.models import Agent, AgentToken, AutonomyChange, Guardrail, System, SystemAccess
 from portal.permissions import (
     CHANGE_AGENT,
     PAUSE_AGENT,
@@ -74,6 +74,40 @@ def agent_detail(*, user, slug: str) -> Agent:
                  .select_related("reported_by").order_by("-reported_at")[:OPEN_INCIDENTS_SHOWN]),
     )
     return get_visible_agent_or_404(user, slug, queryset)
+
+
+def agent_for_card(*, user, slug: str) -> Agent:
+    """The agent with the people its card names (the rest comes from the gate's snapshot),
+    or 404."""
+    return get_visible_agent_or_404(
+        user, slug,
+        Agent.objects.select_related("business_owner", "process_owner", "technical_owner")
+        .prefetch_related("pausers"))
+
+
+def agent_for_plan(*, user, slug: str) -> Agent:
+    """The agent with what its plan's checks and readiness answers read, or 404."""
+    return get_visible_agent_or_404(
+        user, slug,
+        Agent.objects.select_related("business_owner", "process_owner", "technical_owner")
+        .prefetch_related("pausers", "guardrails", "rollback_steps",
+                          Prefetch("accesses",
+                                   queryset=SystemAccess.objects.select_related("system"))))
+
+
+def system_names(slugs) -> dict[str, str]:
+    """{slug: name} of these systems."""
+    return dict(System.objects.filter(slug__in=slugs).values_list("slug", "name"))
+
+
+def autonomy_changes(*, agent: Agent, limit: int) -> list[AutonomyChange]:
+    """The agent's newest autonomy changes, with who asked and who decided (one query)."""
+    changes = list(AutonomyChange.objects.filter(agent=agent)
+                   .select_related("requested_by", "decided_by")
+                   .order_by("-requested_at", "-id")[:limit])
+    for change in changes:
+        change.agent = agent  # the caller has it: no query per row
+    return changes
 
 
 @dataclass(frozen=True)
