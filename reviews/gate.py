@@ -13,10 +13,16 @@ Two paths, one guarantee:
   statement locks the agent row `FOR SHARE`, checks the version and inserts the request and
   its audit event; if the version moved, nothing is stored and the call takes the locked path;
 - counted (PostgreSQL, an `execute` against `max_writes_per_hour`): judged twice, as if under
-  and as if at the limit; one pipelined transaction takes the per-agent blast-radius lock,
-  then one statement counts the last hour's allowed writes (its snapshot is taken after the
-  lock, so it sees every earlier counted write), picks the judgement that count calls for and
-  stores it under the same guard. Two calls cannot both see "one write left";
+  and as if at the limit; one pipelined transaction takes the per-agent blast-radius lock in
+  SHARED mode, then one statement counts the last hour's allowed writes (its snapshot is
+  taken after the lock), picks the judgement that count calls for and stores it under the
+  same guard, but only where the count settles it whatever the calls in flight do: at or
+  over the limit (review), or so far under it that even every other connection the server
+  allows (`max_connections` + `max_prepared_transactions`), each holding one uncounted
+  write, could not reach it (allow). Between the two, nothing is stored and the call takes
+  the locked path, whose EXCLUSIVE lock waits for every shared holder to commit, so its
+  count is exact: two calls cannot both see "one write left". Shared holders do not wait for
+  each other, so one busy agent's writes no longer queue behind one lock;
 - locked: a transaction reads the version `FOR SHARE` first, then judges and stores (the
   fallback when the version moved, and every call on other databases).
 
@@ -42,6 +48,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
+from psycopg import sql
 
 from agents import snapshots
 from agents.locking import SHARED_ADVISORY_CONDITION
@@ -137,12 +144,16 @@ WRITES_LAST_HOUR_SQL = (
     "AND kind = 'execute' AND decision = 'allow' AND created_at >= %s LIMIT %s) AS recent")
 
 
+# The locked path's blast-radius lock: exclusive, so it waits for every shared holder (the
+# counted path's writes in flight) to commit before it counts.
+EXCLUSIVE_BLAST_RADIUS_LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, %s)"
+
+
 def _writes_last_hour(agent_id: int, now: datetime, limit: int) -> int:
     since = now - timedelta(hours=1)
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
-                           [BLAST_RADIUS_LOCK_CLASS, agent_id])
+            cursor.execute(EXCLUSIVE_BLAST_RADIUS_LOCK_SQL, [BLAST_RADIUS_LOCK_CLASS, agent_id])
             cursor.execute(WRITES_LAST_HOUR_SQL, [agent_id, since, limit])
             return cursor.fetchone()[0]
     recent = ActionRequest.objects.filter(
@@ -330,10 +341,53 @@ def _preparation(field) -> str:
     return "field"
 
 
-_ACTION_PLAN = [(f.attname, _preparation(f), f) for f in _ACTION_FIELDS]
-_ROUTE_GROUP_INDEX = [f.attname for f in _ACTION_FIELDS].index("route_to_group_id")
-_EVENT_PLAN = [(f.attname, _preparation(f), f) for f in _EVENT_FIELDS]
+# What a proposal never sets (its review, sample check, callback and outcome come later), and
+# what every `action.proposed` event shares: the same on every insert, so these go into the
+# statements as literals, written once from the values `save()` would send. That keeps the
+# statements under psycopg's 50 parameters, below which it parses a statement once per
+# process rather than on every call (a tenth of the gate's CPU).
+_LATER_FIELDS = frozenset({
+    "claimed_by_id", "claimed_at", "reviewed_by_id", "reviewed_at", "review_note",
+    "edited_changes", "edited_content", "escalated_at", "sample_verdict",
+    "sample_checked_by_id", "sample_checked_at", "callback_status", "callback_attempts",
+    "callback_error", "callback_at", "outcome_detail", "outcome_at"})
+_SHARED_EVENT_FIELDS = frozenset({"seq", "actor_type", "actor_user_id", "verb", "object_type",
+                                  "prev_hash", "hash"})
+
+
+def _plan(fields, constant: frozenset) -> list:
+    return [(f.attname, "const" if f.attname in constant else _preparation(f), f)
+            for f in fields]
+
+
+_ACTION_PLAN = _plan(_ACTION_FIELDS, _LATER_FIELDS)
+_ROUTE_GROUP_INDEX = [a for a, how, _f in _ACTION_PLAN if how != "const"].index(
+    "route_to_group_id")
+_EVENT_PLAN = _plan(_EVENT_FIELDS, _SHARED_EVENT_FIELDS)
 _PLACEHOLDERS = {"raw": "%s", "json": "%s::jsonb", "field": "%s"}
+
+
+def _proposed_event(agent, action: ActionRequest | None = None) -> AuditEvent:
+    """The `action.proposed` event of `action` (None: the values every such event shares)."""
+    return AuditEvent(actor_type=AuditEvent.ActorType.AGENT, actor_user=None,
+                      actor_label=f"agent:{agent.slug}" if agent else "",
+                      verb="action.proposed", object_type=ActionRequest._meta.label_lower,
+                      object_repr=str(action)[:200] if action else "", agent=agent)
+
+
+def _literal(obj, attname: str, field) -> str:
+    """The SQL literal of the value `save()` would send for `attname` of `obj`."""
+    how = _preparation(field)
+    value = _prepared(obj, [(attname, how, field)])[0]
+    literal = sql.Literal(value).as_string(connection.connection)
+    return f"{literal}::jsonb" if how == "json" and value is not None else literal
+
+
+def _values_sql(plan, template, placeholder) -> str:
+    """The VALUES list of an insert: literals for the constant fields (from `template`),
+    `placeholder(attname, how)` for the others."""
+    return ", ".join(_literal(template, attname, field) if how == "const"
+                     else placeholder(attname, how) for attname, how, field in plan)
 _ROUTE_GROUP_SQL = "(SELECT id FROM auth_group WHERE name = %s ORDER BY id LIMIT 1)"
 # The agent row, share-locked, if it still has the version the decision was judged by. A
 # test swaps it for one without the lock or the check, to prove the kill-switch test can fail.
@@ -355,17 +409,24 @@ def _insert_with_event_sql(guard: str) -> str:
         guard=guard,
         action_table=ActionRequest._meta.db_table,
         action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
-        action_values=", ".join(_ROUTE_GROUP_SQL if attname == "route_to_group_id"
-                                else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN),
+        action_values=_values_sql(_ACTION_PLAN, ActionRequest(), _action_placeholder),
         event_table=AuditEvent._meta.db_table,
         event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
-        event_values=", ".join(_PLACEHOLDERS[how] for _a, how, _f in _EVENT_PLAN),
+        event_values=_values_sql(_EVENT_PLAN, _proposed_event(None),
+                                 lambda _attname, how: _PLACEHOLDERS[how]),
     )
 
 
+def _action_placeholder(attname: str, how: str) -> str:
+    return _ROUTE_GROUP_SQL if attname == "route_to_group_id" else _PLACEHOLDERS[how]
+
+
 def _prepared(obj, plan) -> list:
+    """The values `save()` would send for the plan's fields, constant ones left out."""
     values = []
     for attname, how, field in plan:
+        if how == "const":
+            continue
         value = getattr(obj, attname)
         if how == "json":
             value = None if value is None else json.dumps(value)
@@ -392,10 +453,16 @@ def _insert_with_event(action: ActionRequest, token: AgentToken, route_to_group:
     return True
 
 
-# The counted path's first statement: the blast-radius lock, taken behind the fair agent
-# lock (agents.locking), in the same order as the locked path takes them.
-BLAST_RADIUS_LOCK_SQL = (f"SELECT pg_advisory_xact_lock({BLAST_RADIUS_LOCK_CLASS}, id::integer) "
-                         f"FROM agents_agent WHERE id = %s AND {SHARED_ADVISORY_CONDITION}")
+# The counted path's first statement: the blast-radius lock in shared mode, taken behind the
+# fair agent lock (agents.locking), in the same order as the locked path takes them.
+BLAST_RADIUS_LOCK_SQL = (f"SELECT pg_advisory_xact_lock_shared({BLAST_RADIUS_LOCK_CLASS}, "
+                         f"id::integer) FROM agents_agent WHERE id = %s "
+                         f"AND {SHARED_ADVISORY_CONDITION}")
+# How many transactions, this one included, can hold the shared lock at once: one per
+# connection the server allows, and prepared transactions. Read by the statement itself, so
+# a restart with other settings is seen at once.
+IN_FLIGHT_BOUND_SQL = ("(current_setting('max_connections')::int "
+                       "+ current_setting('max_prepared_transactions')::int)")
 
 
 def _choice(placeholder: str, differs: bool) -> str:
@@ -404,16 +471,18 @@ def _choice(placeholder: str, differs: bool) -> str:
 
 
 @functools.cache
-def _insert_counted_sql(guard: str, action_differs: tuple[bool, ...],
+def _insert_counted_sql(guard: str, in_flight_bound: str, action_differs: tuple[bool, ...],
                         event_differs: tuple[bool, ...]) -> str:
     """Like `_insert_with_event_sql`, with the last hour's allowed writes counted in the same
-    statement: each value that depends on the count is chosen by it."""
-    action_placeholders = [_ROUTE_GROUP_SQL if attname == "route_to_group_id"
-                           else _PLACEHOLDERS[how] for attname, how, _f in _ACTION_PLAN]
+    statement: each value that depends on the count is chosen by it. Stores nothing where
+    writes in flight could still change the answer (see the module docstring)."""
+    action_choices = iter(action_differs)
+    event_choices = iter(event_differs)
     return (
         "WITH guard AS ({guard}), "
         "recent AS ({count}), "
-        "choice AS (SELECT recent.count >= %s AS over FROM guard, recent), "
+        "choice AS (SELECT recent.count >= %s AS over FROM guard, recent "
+        "WHERE recent.count >= %s OR recent.count + {in_flight_bound} <= %s), "
         "action AS (INSERT INTO {action_table} ({action_columns}) SELECT {action_values} "
         "FROM choice RETURNING id, route_to_group_id), "
         "event AS (INSERT INTO {event_table} ({event_columns}, object_id, data) "
@@ -422,15 +491,16 @@ def _insert_counted_sql(guard: str, action_differs: tuple[bool, ...],
         "FROM action, event, choice").format(
         guard=guard,
         count=WRITES_LAST_HOUR_SQL,
+        in_flight_bound=in_flight_bound,
         action_table=ActionRequest._meta.db_table,
         action_columns=", ".join(f'"{f.column}"' for f in _ACTION_FIELDS),
-        action_values=", ".join(_choice(p, d) for p, d in zip(action_placeholders,
-                                                                action_differs, strict=True)),
+        action_values=_values_sql(_ACTION_PLAN, ActionRequest(), lambda attname, how: _choice(
+            _action_placeholder(attname, how), next(action_choices))),
         event_table=AuditEvent._meta.db_table,
         event_columns=", ".join(f'"{f.column}"' for f in _EVENT_FIELDS),
-        event_values=", ".join(_choice(_PLACEHOLDERS[how], d) for (_a, how, _f), d in zip(
-            _EVENT_PLAN, event_differs[:-1], strict=True)),
-        data=_choice("%s::jsonb", event_differs[-1]),
+        event_values=_values_sql(_EVENT_PLAN, _proposed_event(None), lambda _a, how: _choice(
+            _PLACEHOLDERS[how], next(event_choices))),
+        data=_choice("%s::jsonb", next(event_choices)),
     )
 
 
@@ -446,11 +516,7 @@ def _choice_params(over: list, under: list) -> tuple[tuple[bool, ...], list]:
 def _insert_params(action: ActionRequest, token: AgentToken, route_to_group: str | None,
                    data: dict) -> tuple[list, list]:
     """The request's and its audit event's values (the event's JSON data last)."""
-    agent = token.agent
-    event = AuditEvent(actor_type=AuditEvent.ActorType.AGENT, actor_user=None,
-                       actor_label=f"agent:{agent.slug}", verb="action.proposed",
-                       object_type=ActionRequest._meta.label_lower,
-                       object_repr=str(action)[:200], agent=agent)
+    event = _proposed_event(token.agent, action)
     action_params = _prepared(action, _ACTION_PLAN)
     action_params[_ROUTE_GROUP_INDEX] = route_to_group  # its placeholder looks it up by name
     # audit.record() stores json.loads(json.dumps(data, DjangoJSONEncoder, sort_keys=True)):
@@ -461,9 +527,10 @@ def _insert_params(action: ActionRequest, token: AgentToken, route_to_group: str
 
 def _insert_counted(token: AgentToken, under: Judgement, over: Judgement,
                     limit: int) -> ActionRequest | None:
-    """Store the judgement the count calls for, in one pipelined round trip: the lock, then
-    the counting insert (a statement of its own, so its snapshot follows the lock). None, and
-    nothing stored, if the agent's policy version moved."""
+    """Store the judgement the count calls for, in one pipelined round trip: the shared lock,
+    then the counting insert (a statement of its own, so its snapshot follows the lock).
+    None, and nothing stored, if the agent's policy version moved or the count is too near
+    the limit to settle without the exclusive lock."""
     under_action, under_event = _insert_params(token=token, action=under[0],
                                                route_to_group=under[1], data=under[2])
     over_action, over_event = _insert_params(token=token, action=over[0],
@@ -473,8 +540,9 @@ def _insert_counted(token: AgentToken, under: Judgement, over: Judgement,
     action = under[0]
     since = action.created_at - timedelta(hours=1)
     params = [action.agent_id, action.policy_version, action.agent_id, since, limit, limit,
-              *action_params, *event_params]
-    sql = _insert_counted_sql(AGENT_GUARD_SQL, action_differs, event_differs)
+              limit, limit, *action_params, *event_params]
+    sql = _insert_counted_sql(AGENT_GUARD_SQL, IN_FLIGHT_BOUND_SQL, action_differs,
+                              event_differs)
     with connection.cursor() as cursor, connection.wrap_database_errors:
         with connection.connection.pipeline():
             cursor.execute(BLAST_RADIUS_LOCK_SQL, [action.agent_id])

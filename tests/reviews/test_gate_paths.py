@@ -1,8 +1,9 @@
 """The gate's two paths (reviews.gate, PostgreSQL). An uncounted proposal is judged by the
 policy version read with the token and stored by one guarded statement; if that version is
 stale by then, nothing of that judgement is stored and the call is judged again under the
-share lock. A counted write takes the blast-radius lock and stores by one counting statement,
-both in one pipelined round trip."""
+share lock. A counted write takes the blast-radius lock in shared mode and stores by one
+counting statement, both in one pipelined round trip, unless the count is too near the limit
+for that: then it takes the locked path."""
 
 import pytest
 from django.db import connection
@@ -39,11 +40,37 @@ def test_an_uncounted_proposal_is_one_statement(live_agent):
     assert AuditEvent.objects.filter(verb="action.proposed", object_id=str(action.pk)).exists()
 
 
+def _in_flight_bound() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {gate.IN_FLIGHT_BOUND_SQL}")
+        return cursor.fetchone()[0]
+
+
 def test_a_counted_write_is_the_lock_and_one_statement(live_agent):
-    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=100)
+    limit = _in_flight_bound() + 10  # far enough under it for any writes in flight
+    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=limit)
     action, statements = _statements(_token(agent))
     assert action.decision == "allow"
     assert statements == ["SELECT", "WITH"]  # sent together (a psycopg pipeline)
+
+
+def test_a_counted_write_near_the_limit_takes_the_exclusive_lock(live_agent):
+    # Under the limit, but not by more than the writes other connections could have in flight.
+    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=50)
+    action, statements = _statements(_token(agent))
+    assert action.decision == "allow"
+    # the pipelined try stored nothing; then the locked path: version FOR SHARE, the
+    # exclusive lock, the count, the insert
+    assert statements == ["SELECT", "WITH", "BEGIN", "SELECT", "SELECT", "SELECT", "WITH",
+                          "COMMIT"]
+    assert ActionRequest.objects.filter(agent=agent).count() == 2
+
+
+def test_a_counted_write_at_the_limit_needs_no_exclusive_lock(live_agent):
+    agent = services.agent_update(actor=None, agent=live_agent, max_writes_per_hour=1)
+    action, statements = _statements(_token(agent))  # the first call uses the one write
+    assert action.decision == "review"
+    assert statements == ["SELECT", "WITH"]
 
 
 def test_a_counted_write_over_the_limit_stores_the_review_judgement(live_agent):
