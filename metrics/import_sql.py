@@ -16,18 +16,21 @@ cells, a blank line, bad quoting, not UTF-8) raises NotForCopy, and the caller f
 to the Python reader for that batch.
 """
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import IO
 
 import psycopg
 from django.db import transaction
 from psycopg import sql
 
+from metrics import rollups
 from metrics.import_checking import SOURCE_MAX, RowChecker, RowError
 from metrics.import_reading import Columns
+
+logger = logging.getLogger(__name__)
 
 RAW = "metrics_import_raw"  # the file's cells, as text
 CHECKED = "metrics_import_checked"  # typed rows (NULL agent_id: SQL could not vouch for it)
@@ -73,7 +76,8 @@ FROM (
                               WHEN length(raw_at) > 16
                                AND substr(raw_at, length(raw_at) - 5, 1) IN ('+', '-')
                               THEN 6 ELSE 0 END AS zone
-          FROM (SELECT DISTINCT {observed_at} AS raw_at FROM {raw}) distinct_times
+          FROM (SELECT DISTINCT {observed_at} AS raw_at FROM {raw}
+                OFFSET 0) distinct_times  -- the regex below runs once per distinct text
           WHERE raw_at ~ '^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}([T ][0-9]{{2}}:[0-9]{{2}}'
                          '(:[0-9]{{2}}([.][0-9]{{1,6}})?)?(Z|[+-][0-9]{{2}}:[0-9]{{2}})?)?$'
           OFFSET 0) shaped
@@ -245,13 +249,34 @@ def _rule_tables(cursor: psycopg.Cursor, checker: RowChecker) -> None:
     cursor.execute(f"ANALYZE {AGENTS}, {RULES}", prepare=False)
 
 
-_UPSERT_SQL = f"""
-WITH good AS (
+# The good rows: SQL's, then those RowChecker accepted; in file order.
+_GOOD_SQL = f"""
     SELECT row, agent_id, metric_id, observed_at, value, source
       FROM {CHECKED} WHERE agent_id IS NOT NULL
     UNION ALL
-    SELECT row, agent_id, metric_id, observed_at, value, source FROM {EXTRA}
-),
+    SELECT row, agent_id, metric_id, observed_at, value, source FROM {EXTRA}"""
+
+_RANGES_SQL = f"""SELECT agent_id, metric_id, min(observed_at), max(observed_at)
+                    FROM ({_GOOD_SQL}) good GROUP BY agent_id, metric_id"""
+
+# Whether any (agent, metric) pair of the file already has an observation in a week or month
+# bucket the file's rows of that pair touch (each span runs over whole buckets).
+_TAKEN_SQL = """
+SELECT EXISTS (
+    SELECT 1 FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])
+                  AS span(agent_id, metric_id, lo, hi)
+     WHERE EXISTS (SELECT 1 FROM metrics_observation o
+                    WHERE o.agent_id = span.agent_id AND o.observed_at >= span.lo
+                      AND o.observed_at < span.hi AND o.metric_id = span.metric_id))"""
+
+# Periods with no data yet: a plain insert, in file order. A key the file repeats makes it
+# fail (the unique index), and the caller takes the upsert instead.
+_INSERT_SQL = f"""
+INSERT INTO metrics_observation (agent_id, metric_id, observed_at, value, source, batch_id)
+SELECT agent_id, metric_id, observed_at, value, source, %(batch)s FROM ({_GOOD_SQL}) good"""
+
+_UPSERT_SQL = f"""
+WITH good AS ({_GOOD_SQL}),
 written AS (
     INSERT INTO metrics_observation (agent_id, metric_id, observed_at, value, source, batch_id)
     SELECT DISTINCT ON (agent_id, observed_at, metric_id, source)
@@ -261,31 +286,58 @@ written AS (
         -- in the natural key's index order, so its pages fill one after another
     ON CONFLICT (agent_id, metric_id, observed_at, source) DO UPDATE
        SET value = EXCLUDED.value, batch_id = EXCLUDED.batch_id
-    RETURNING agent_id, metric_id, observed_at, (xmax = 0) AS fresh  -- 0: a new row version
+    RETURNING (xmax = 0) AS fresh  -- 0: a new row version
 )
-SELECT agent_id, metric_id, count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh),
-       min(observed_at), max(observed_at)
-  FROM written GROUP BY agent_id, metric_id"""
+SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM written"""
 
 
 @dataclass(frozen=True)
-class Upserted:
+class Written:
     inserted: int
     updated: int
-    ranges: list[tuple[int, int, datetime, datetime]]  # what rollups.refresh needs
+    fresh: bool  # True: every row went into periods that had no data (the fast path)
 
 
-def upsert(cursor: psycopg.Cursor, batch_id: int) -> Upserted:
+def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
     """Inside the caller's transaction: write CHECKED's and EXTRA's good rows on the natural
-    key, the last of a file's duplicates winning."""
-    cursor.execute("SET LOCAL work_mem = '256MB'", prepare=False)  # the sort stays in memory
+    key (the last of a file's duplicates winning) and refresh the rollups they touch.
+
+    Where none of the file's (agent, metric) pairs has data yet in the weeks and months its
+    rows fall in (a backfill, a new agent, a new period), which is checked holding the
+    agents' rollup locks so no other writer's refresh can interleave: a plain insert in file
+    order, and rollups computed from the staged rows alone, which are then all those buckets
+    hold. That skips the upsert's sort and conflict checks and reading a million rows back
+    (tests/perf/metrics_import.py). Otherwise, or if the file repeats a key: the upsert, and
+    the refresh from metrics_observation."""
+    cursor.execute("SET LOCAL work_mem = '256MB'", prepare=False)  # sorts stay in memory
+    cursor.execute(_RANGES_SQL, prepare=False)
+    ranges = cursor.fetchall()
+    if not ranges:
+        return Written(0, 0, fresh=False)
+    rollups.lock({agent_id for agent_id, _m, _f, _l in ranges})
+    spans = [rollups.bucket_span(first, last) for _a, _m, first, last in ranges]
+    cursor.execute(_TAKEN_SQL, [[r[0] for r in ranges], [r[1] for r in ranges],
+                                [lo for lo, _hi in spans], [hi for _lo, hi in spans]],
+                   prepare=False)
+    if not cursor.fetchone()[0]:
+        try:
+            with transaction.atomic():  # a savepoint: a repeated key undoes only this
+                cursor.execute(_INSERT_SQL, {"batch": batch_id}, prepare=False)
+                inserted = cursor.rowcount
+                rollups.refresh_from_rows(
+                    f"SELECT agent_id, metric_id, observed_at, value FROM ({_GOOD_SQL}) good",
+                    [], {agent_id for agent_id, _m, _f, _l in ranges})
+            logger.info("Batch %s: periods without data, %s rows inserted.", batch_id,
+                        inserted)
+            return Written(inserted, 0, fresh=True)
+        except psycopg.errors.UniqueViolation:
+            logger.info("Batch %s: the file repeats a key; upserting instead.", batch_id)
+    else:
+        logger.info("Batch %s: some periods have data already; upserting.", batch_id)
     cursor.execute(_UPSERT_SQL, {"batch": batch_id}, prepare=False)
-    inserted = updated = 0
-    ranges = []
-    for agent_id, metric_id, fresh, stale, first, last in cursor.fetchall():
-        inserted, updated = inserted + fresh, updated + stale
-        ranges.append((agent_id, metric_id, first, last))
-    return Upserted(inserted, updated, ranges)
+    inserted, updated = cursor.fetchone()
+    rollups.refresh(ranges)
+    return Written(inserted, updated, fresh=False)
 
 
 def drop_stage(cursor: psycopg.Cursor) -> None:

@@ -37,6 +37,7 @@ CHUNK_ROWS = 25_000  # rows per COPY and per progress update
 BATCH_LOCK_CLASS = 4205  # per-batch advisory lock (4201 blast radius, 4202 agents, 4203 rollups)
 STAGE = "metrics_import_stage"
 LOST_CLIENT_CHECK = "2s"  # how soon a killed worker's running statement is cancelled
+TEMP_BUFFERS = "256MB"  # a session's memory for its staging tables (see _size_temp_buffers)
 LOCK_WAIT = 120  # seconds a redelivery waits for a killed delivery's backend to let go
 INTERNAL_ERROR = ("Steward could not finish this import because of an internal error (it is "
                   "logged). Upload the file again; if it fails again, tell an admin.")
@@ -101,6 +102,7 @@ class _worked_alone:
             return True
         with connection.cursor() as cursor:
             cursor.execute(f"SET client_connection_check_interval = '{LOST_CLIENT_CHECK}'")
+            _size_temp_buffers(cursor)
             deadline = time.monotonic() + LOCK_WAIT
             while not self.held and time.monotonic() < deadline:
                 cursor.execute("SELECT pg_try_advisory_lock(%s, %s)",
@@ -115,6 +117,16 @@ class _worked_alone:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)",
                                [BATCH_LOCK_CLASS, self.batch_id])
+
+
+def _size_temp_buffers(cursor) -> None:
+    """Room for the staging tables in this session's memory (the default 8 MB sends a large
+    file's staged rows to disk and back on every pass). PostgreSQL takes the setting only
+    before the session's first temp table, so a worker's later imports keep what it has."""
+    cursor.execute("SELECT count(*) FROM pg_class WHERE relpersistence = 't' "
+                   "AND relnamespace = pg_my_temp_schema()")
+    if cursor.fetchone()[0] == 0:
+        cursor.execute(f"SET temp_buffers = '{TEMP_BUFFERS}'")
 
 
 def _start(batch_id: int) -> ImportBatch | None:
@@ -191,11 +203,10 @@ def _load_csv_sql(batch: ImportBatch, checker: RowChecker) -> bool:
         rejected = len(checked.errors)
         with transaction.atomic():
             ImportBatch.objects.select_for_update().filter(pk=batch.pk).first()
-            written = import_sql.upsert(cursor, batch.pk)
+            written = import_sql.write(cursor, batch.pk)
             ImportRowError.objects.bulk_create(
                 [_rejection(batch, number, error) for number, error in checked.errors],
                 batch_size=5000)
-            rollups.refresh(written.ranges)
             _finish(batch, rows=checked.rows, rejected=rejected, inserted=written.inserted,
                     updated=written.updated)
         import_sql.drop_stage(cursor)

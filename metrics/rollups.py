@@ -119,6 +119,31 @@ def refresh(ranges: Iterable[Range]) -> int:
         return written
 
 
+def refresh_from_rows(rows_sql: str, params: list, agent_ids: Iterable[int]) -> int:
+    """PostgreSQL, inside the caller's transaction: write the week and month buckets of the
+    rows `rows_sql` yields (agent_id, metric_id, observed_at, value) as if they were every
+    observation those buckets hold, without reading metrics_observation back. Right only when
+    they are: the caller checked that no other observation lies in those buckets while
+    holding `lock(agent_ids)` (an import into periods that had no data; metrics.import_sql).
+    Returns buckets written."""
+    lock(agent_ids)
+    written = 0
+    with connection.cursor() as cursor:
+        for grain in GRAINS:
+            cursor.execute(_REFRESH_SQL.format(
+                ranges="", grain=Rollup.Grain(grain).value, scope=f"({rows_sql}) o",
+                stale="WHERE false"), params)
+            written += cursor.fetchone()[0]
+    return written
+
+
+def bucket_span(first: datetime, last: datetime) -> tuple[datetime, datetime]:
+    """[lo, hi) covering every week and month bucket that [first, last] touches (UTC)."""
+    lo = min(bucket_start(grain, first) for grain in GRAINS)
+    hi = max(next_bucket(grain, bucket_start(grain, last)) for grain in GRAINS)
+    return _midnight(lo), _midnight(hi)
+
+
 def refresh_statement(grain: str) -> str:
     """PostgreSQL: the refresh of one grain for the ranges `statement_params` passes as
     arrays (tests/perf/scorecards.py EXPLAINs it)."""
@@ -160,6 +185,12 @@ def merge(ranges: Iterable[Range]) -> dict[tuple[int, int], tuple[datetime, date
             first, last = min(first, merged[key][0]), max(last, merged[key][1])
         merged[key] = (first, last)
     return merged
+
+
+def lock(agent_ids: Iterable[int]) -> None:
+    """Inside a transaction (PostgreSQL): hold the rollup locks of these agents until it ends,
+    as every refresh does first; taking them again later in the transaction is free."""
+    _lock_agents(agent_ids)
 
 
 def _lock_agents(agent_ids: Iterable[int]) -> None:
