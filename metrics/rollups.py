@@ -43,16 +43,28 @@ PORTABLE_CHUNK = 200  # pairs per ORM query: SQLite limits expression depth and 
 # {scope} picks the observations, {stale} the rollups that may have to go.
 _REFRESH_SQL = """
 WITH {ranges}
-fresh AS (
+totals AS (
     SELECT o.agent_id, o.metric_id,
            date_trunc('{grain}', o.observed_at AT TIME ZONE 'UTC')::date AS period_start,
-           count(*) AS n, sum(o.value) AS total,
-           (array_agg(o.value ORDER BY o.observed_at DESC, o.value DESC)
-               FILTER (WHERE o.metric_id = ANY (ARRAY(
-                   SELECT id FROM metrics_metric WHERE aggregation = 'last')))
-           )[1] AS latest
+           count(*) AS n, sum(o.value) AS total
     FROM {scope}
     GROUP BY 1, 2, 3
+),
+-- the latest value of each bucket of a `last` metric, in a pass over those metrics' rows only
+-- (an ordered array_agg in the pass above sorted per bucket of every metric: 2.6x slower)
+latest AS (
+    SELECT DISTINCT ON (1, 2, 3) o.agent_id, o.metric_id,
+           date_trunc('{grain}', o.observed_at AT TIME ZONE 'UTC')::date AS period_start,
+           o.value
+    FROM {scope}
+    {latest_filter} o.metric_id = ANY (ARRAY(
+        SELECT id FROM metrics_metric WHERE aggregation = 'last'))
+    ORDER BY 1, 2, 3, o.observed_at DESC, o.value DESC
+),
+fresh AS (
+    SELECT t.agent_id, t.metric_id, t.period_start, t.n, t.total, l.value AS latest
+    FROM totals t LEFT JOIN latest l ON l.agent_id = t.agent_id
+         AND l.metric_id = t.metric_id AND l.period_start = t.period_start
 ),
 written AS (
     INSERT INTO metrics_rollup (agent_id, metric_id, grain, period_start, value, count,
@@ -132,7 +144,7 @@ def refresh_from_rows(rows_sql: str, params: list, agent_ids: Iterable[int]) -> 
         for grain in GRAINS:
             cursor.execute(_REFRESH_SQL.format(
                 ranges="", grain=Rollup.Grain(grain).value, scope=f"({rows_sql}) o",
-                stale="WHERE false"), params)
+                latest_filter="WHERE", stale="WHERE false"), params)
             written += cursor.fetchone()[0]
     return written
 
@@ -149,7 +161,8 @@ def refresh_statement(grain: str) -> str:
     arrays (tests/perf/scorecards.py EXPLAINs it)."""
     grain = Rollup.Grain(grain).value  # only the two known words reach the SQL
     return _REFRESH_SQL.format(ranges=_RANGES_CTE.format(grain=grain), grain=grain,
-                               scope=_RANGES_SCOPE, stale=_RANGES_STALE.format(grain=grain))
+                               scope=_RANGES_SCOPE, latest_filter="AND",
+                               stale=_RANGES_STALE.format(grain=grain))
 
 
 def statement_params(merged: dict[tuple[int, int], tuple[datetime, datetime]]) -> list[list]:
@@ -168,7 +181,7 @@ def rebuild() -> int:
         with connection.cursor() as cursor:
             for grain in GRAINS:
                 cursor.execute(_REFRESH_SQL.format(
-                    ranges="", grain=grain, scope="metrics_observation o",
+                    ranges="", grain=grain, scope="metrics_observation o", latest_filter="WHERE",
                     stale=f"WHERE r.grain = '{grain}'"))
                 written += cursor.fetchone()[0]
         return written
