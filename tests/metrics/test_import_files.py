@@ -20,11 +20,6 @@ pytestmark = pytest.mark.django_db
 HEADER = "agent,metric,observed_at,value,source\n"
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def owner():
     return UserFactory(username="olga")

@@ -20,11 +20,6 @@ GOOD = HEADER + "refund-replies,accuracy,2026-01-05,93.5,\n"
 LIST = reverse("imports:list")
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 def post_file(client, content: str, name="metrics.csv", fmt=""):
     return client.post(LIST, {"file": SimpleUploadedFile(name, content.encode()),
                               "format": fmt})

@@ -24,11 +24,6 @@ REPEATED = "the file repeats a key"
 TAKEN = "some periods have data already"
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def owner():
     return UserFactory(username="olga")

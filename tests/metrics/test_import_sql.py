@@ -57,11 +57,6 @@ MIXED = HEADER + "".join(f"{line}\n" for line in [
 ]) + '"refund-replies","accuracy","2026-01-10","88","a, quoted\nsource"\n'  # good, quoted
 
 
-@pytest.fixture(autouse=True)
-def _media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-
-
 @pytest.fixture
 def owner():
     owner = UserFactory(username="olga")
