@@ -91,9 +91,7 @@ emptied AS (
 SELECT (SELECT count(*) FROM written), (SELECT count(*) FROM emptied)
 """
 
-# The buckets each range overlaps, as [lo, hi) in UTC wall time; and per agent the hull of its
-# ranges, so each agent's rows are read in one index range scan, not one per metric (the
-# index runs (agent, observed_at, metric, ...): a scan per pair read every metric's rows).
+# The buckets each range overlaps, as [lo, hi) in UTC wall time.
 _RANGES_CTE = """
 wanted AS (
     SELECT agent_id, metric_id,
@@ -101,15 +99,9 @@ wanted AS (
            date_trunc('{grain}', last_at AT TIME ZONE 'UTC') + interval '1 {grain}' AS hi
     FROM unnest(%s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])
          AS r(agent_id, metric_id, first_at, last_at)
-),
-hull AS (
-    SELECT agent_id, min(lo) AS lo, max(hi) AS hi FROM wanted GROUP BY agent_id
 ),"""
-_RANGES_SCOPE = """hull h
-    JOIN metrics_observation o ON o.agent_id = h.agent_id
-         AND o.observed_at >= (h.lo AT TIME ZONE 'UTC')
-         AND o.observed_at < (h.hi AT TIME ZONE 'UTC')
-    JOIN wanted w ON w.agent_id = o.agent_id AND w.metric_id = o.metric_id
+_RANGES_SCOPE = """wanted w
+    JOIN metrics_observation o ON o.agent_id = w.agent_id AND o.metric_id = w.metric_id
          AND o.observed_at >= (w.lo AT TIME ZONE 'UTC')
          AND o.observed_at < (w.hi AT TIME ZONE 'UTC')"""
 _RANGES_STALE = """USING wanted w

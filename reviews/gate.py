@@ -48,7 +48,7 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Sum
 from django.utils import timezone
-from psycopg import sql
+from psycopg.sql import Literal
 
 from agents import snapshots
 from agents.locking import SHARED_ADVISORY_CONDITION
@@ -379,7 +379,7 @@ def _literal(obj, attname: str, field) -> str:
     """The SQL literal of the value `save()` would send for `attname` of `obj`."""
     how = _preparation(field)
     value = _prepared(obj, [(attname, how, field)])[0]
-    literal = sql.Literal(value).as_string(connection.connection)
+    literal = Literal(value).as_string(connection.connection)
     return f"{literal}::jsonb" if how == "json" and value is not None else literal
 
 
@@ -388,6 +388,8 @@ def _values_sql(plan, template, placeholder) -> str:
     `placeholder(attname, how)` for the others."""
     return ", ".join(_literal(template, attname, field) if how == "const"
                      else placeholder(attname, how) for attname, how, field in plan)
+
+
 _ROUTE_GROUP_SQL = "(SELECT id FROM auth_group WHERE name = %s ORDER BY id LIMIT 1)"
 # The agent row, share-locked, if it still has the version the decision was judged by. A
 # test swaps it for one without the lock or the check, to prove the kill-switch test can fail.
