@@ -40,6 +40,7 @@ AGENTS, RULES = "metrics_import_agents", "metrics_import_rules"  # what the chec
 TEMP_TABLES = ", ".join(f"pg_temp.{name}" for name in (RAW, CHECKED, EXTRA, TIMES, AGENTS,
                                                        RULES))
 BLOCK = 4 * 1024 * 1024  # bytes per COPY statement (and per progress update)
+BULK_SHARE = 0.1  # a write of this share of the stored rows refreshes rollups in bulk
 CARRY_MAX = 16 * 1024 * 1024  # a "line" longer than this: not a file for COPY
 
 # A quote inside an unquoted cell: Python's csv keeps it, COPY starts a quoted section.
@@ -336,7 +337,10 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
         logger.info("Batch %s: some periods have data already; upserting.", batch_id)
     cursor.execute(_UPSERT_SQL, {"batch": batch_id}, prepare=False)
     inserted, updated = cursor.fetchone()
-    rollups.refresh(ranges)
+    cursor.execute("SELECT reltuples FROM pg_class WHERE oid = 'metrics_observation'::regclass",
+                   prepare=False)
+    stored = max(cursor.fetchone()[0], 1)  # the planner's estimate (-1: never analysed)
+    rollups.refresh(ranges, bulk=inserted + updated >= BULK_SHARE * stored)
     return Written(inserted, updated, fresh=False)
 
 

@@ -211,6 +211,22 @@ def test_rebuild_removes_rollups_without_observations(path, agents, metrics):
     assert_rollups_match()
 
 
+@pytest.mark.postgres
+def test_a_bulk_refresh_equals_a_direct_aggregate_and_restores_the_planner(agents, metrics):
+    rows = _random_rows(agents, metrics, 600, seed=7)
+    with transaction.atomic():
+        Observation.objects.bulk_create(
+            [Observation(agent_id=r.agent_id, metric_id=r.metric_id, observed_at=r.observed_at,
+                         value=r.value, source=r.source) for r in rows], ignore_conflicts=True)
+        rollups.refresh([(r.agent_id, r.metric_id, r.observed_at, r.observed_at) for r in rows],
+                        bulk=True)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW enable_nestloop")
+            assert cursor.fetchone()[0] == "on"  # the rest of the transaction plans as usual
+
+    assert_rollups_match()
+
+
 def test_refresh_leaves_other_pairs_and_buckets_alone(path, agents, metrics):
     first, second = agents
     mean = metrics["mean"]
