@@ -32,15 +32,18 @@ class AuditEvent(models.Model):
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_type = models.CharField(max_length=10, choices=ActorType.choices)
     # No database-level FKs: users and agents may be renamed, the trail must never change.
+    # agent and actor_user: served by audit_agent_recent and audit_actor_recent (every write
+    # of Steward inserts an event; no index more than the reads need)
     actor_user = models.ForeignKey("portal.User", null=True, blank=True, related_name="+",
-                                   on_delete=models.DO_NOTHING, db_constraint=False)
+                                   on_delete=models.DO_NOTHING, db_constraint=False,
+                                   db_index=False)
     actor_label = models.CharField(max_length=150)
     verb = models.CharField(max_length=64, db_index=True)
     object_type = models.CharField(max_length=64, blank=True)
     object_id = models.CharField(max_length=64, blank=True)
     object_repr = models.CharField(max_length=200, blank=True)
     agent = models.ForeignKey("agents.Agent", null=True, blank=True, related_name="+",
-                              on_delete=models.DO_NOTHING, db_constraint=False)
+                              on_delete=models.DO_NOTHING, db_constraint=False, db_index=False)
     data = models.JSONField(default=dict, blank=True)
     prev_hash = models.CharField(max_length=64, blank=True)
     hash = models.CharField(max_length=64, blank=True)

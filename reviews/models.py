@@ -32,7 +32,10 @@ class ActionRequest(models.Model):
     OUTCOMES = (Status.EXECUTED, Status.FAILED, Status.ROLLED_BACK)
 
     public_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
-    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="action_requests")
+    # The gate inserts a row per call: no index it does not need. `agent` is served by the
+    # (agent, …) indexes below; the people and the group, mostly empty, by partial ones.
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="action_requests",
+                              db_index=False)
     token = models.ForeignKey(AgentToken, null=True, blank=True, on_delete=models.SET_NULL,
                               related_name="+")
     created_at = models.DateTimeField(db_index=True)
@@ -60,7 +63,7 @@ class ActionRequest(models.Model):
     status = models.CharField(max_length=12, choices=Status.choices)
     sampled = models.BooleanField(default=False)
     route_to_group = models.ForeignKey(Group, null=True, blank=True, on_delete=models.PROTECT,
-                                       related_name="+")
+                                       related_name="+", db_index=False)
     policy_version = models.PositiveIntegerField()
     fired_guardrail_ids = models.JSONField(default=list, blank=True)
     proposal_sha256 = models.CharField(max_length=64)
@@ -68,10 +71,10 @@ class ActionRequest(models.Model):
 
     # The review (the inbox issue builds the pages on these).
     claimed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                   on_delete=models.PROTECT, related_name="+")
+                                   on_delete=models.PROTECT, related_name="+", db_index=False)
     claimed_at = models.DateTimeField(null=True, blank=True)
     reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.PROTECT, related_name="+")
+                                    on_delete=models.PROTECT, related_name="+", db_index=False)
     reviewed_at = models.DateTimeField(null=True, blank=True)
     review_note = models.TextField(blank=True)
     edited_changes = models.JSONField(null=True, blank=True)
@@ -87,7 +90,8 @@ class ActionRequest(models.Model):
 
     sample_verdict = models.CharField(max_length=12, choices=SampleVerdict.choices, blank=True)
     sample_checked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                          on_delete=models.PROTECT, related_name="+")
+                                          on_delete=models.PROTECT, related_name="+",
+                                          db_index=False)
     sample_checked_at = models.DateTimeField(null=True, blank=True)
 
     # The decision callback to the agent (reviews.callbacks).
@@ -129,6 +133,15 @@ class ActionRequest(models.Model):
             # derived metrics: what people decided on each day
             models.Index(fields=["reviewed_at"], name="action_reviewed_at",
                          condition=Q(reviewed_by__isnull=False)),
+            # who holds or decided what (deleting a user checks these), only where set
+            models.Index(fields=["claimed_by"], name="action_claimed_by",
+                         condition=Q(claimed_by__isnull=False)),
+            models.Index(fields=["reviewed_by"], name="action_reviewed_by",
+                         condition=Q(reviewed_by__isnull=False)),
+            models.Index(fields=["sample_checked_by"], name="action_sample_checked_by",
+                         condition=Q(sample_checked_by__isnull=False)),
+            models.Index(fields=["route_to_group"], name="action_route_to_group",
+                         condition=Q(route_to_group__isnull=False)),
         ]
 
     def __str__(self) -> str:
