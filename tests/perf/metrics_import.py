@@ -10,7 +10,10 @@ What it does, start to end (about a minute on 2 cores):
    the good rows again as the baseline's file: already typed (agent id, metric id, UTC
    timestamp, value, source), ready for COPY;
 3. times a bare `COPY` of the baseline's file into a plain, unindexed table with typed
-   columns (streamed from disk in 1 MB chunks, as the import reads its file);
+   columns (streamed from disk in 1 MB chunks, as the import reads its file); and, as the
+   floor any import keeping the covering natural key pays, the same COPY into a table with
+   metrics_observation's indexes, with the natural key alone, and unindexed with the key
+   built after;
 4. times `metrics.importing.run()` on the CSV, end to end: COPY into the staging table with
    progress updates, checking every row, the write into metrics_observation (periods without
    data: a plain insert, rollups from the file's rows), the rollups and the batch's counts;
@@ -140,6 +143,36 @@ def indexed_copy(typed_path: Path) -> float:
     return elapsed
 
 
+def floor_copies(typed_path: Path) -> tuple[float, float]:
+    """What any design keeping the covering natural key must at least pay: the same COPY into
+    a table with that one index, and into an unindexed table with the index built after (the
+    cheapest way there is, possible only into an empty table or partition)."""
+    from django.db import connection
+
+    times = []
+    with connection.cursor() as wrapper:
+        cursor = wrapper.cursor
+        for build_after in (False, True):
+            cursor.execute("DROP TABLE IF EXISTS bench_floor_copy")
+            cursor.execute("CREATE TABLE bench_floor_copy (agent_id bigint, metric_id bigint, "
+                           "observed_at timestamptz, value double precision, "
+                           "source varchar(60))")
+            index = ("CREATE UNIQUE INDEX ON bench_floor_copy "
+                     "(agent_id, observed_at, metric_id, source) INCLUDE (value)")
+            if not build_after:
+                cursor.execute(index)
+            started = time.perf_counter()
+            with open(typed_path, "rb") as source, cursor.copy(
+                    "COPY bench_floor_copy FROM STDIN") as copy:
+                while chunk := source.read(COPY_CHUNK):
+                    copy.write(chunk)
+            if build_after:
+                cursor.execute(index)
+            times.append(time.perf_counter() - started)
+        cursor.execute("DROP TABLE bench_floor_copy")
+    return times[0], times[1]
+
+
 def check_only(csv_path: Path) -> float:
     """The read-and-check loop alone, for the breakdown."""
     from metrics.import_checking import RowChecker, RowError
@@ -213,6 +246,9 @@ def main() -> int:
     copy_s = bare_copy(typed_path)
     print("Timing the same COPY into a table indexed like metrics_observation…", flush=True)
     indexed_s = indexed_copy(typed_path)
+    print("Timing the floor: COPY with the natural key alone, and with it built after…",
+          flush=True)
+    key_s, key_after_s = floor_copies(typed_path)
     print("Timing the read-and-check loop alone…", flush=True)
     check_s = check_only(csv_path)
     print("Timing importing.run() end to end…", flush=True)
@@ -236,6 +272,11 @@ def main() -> int:
           f"{copy_s:7.2f} s  {copy_rps:>10,.0f} rows/s")
     print(f"  the same COPY into a table with metrics_observation's indexes "
           f"{indexed_s:7.2f} s  {good / indexed_s:>10,.0f} rows/s  ({copy_s / indexed_s:.2f}×)")
+    print(f"  the same COPY with the natural key's index alone            "
+          f"{key_s:7.2f} s  {good / key_s:>10,.0f} rows/s  ({copy_s / key_s:.2f}×)")
+    print(f"  the same COPY unindexed, the natural key built after        "
+          f"{key_after_s:7.2f} s  {good / key_after_s:>10,.0f} rows/s  "
+          f"({copy_s / key_after_s:.2f}×)")
     print(f"  importing.run() end to end (validation included)       "
           f"{import_s:7.2f} s  {import_rps:>10,.0f} rows/s")
     print(f"    of which reading and checking every row ~             {check_s:7.2f} s")
