@@ -296,7 +296,6 @@ SELECT count(*) FILTER (WHERE fresh), count(*) FILTER (WHERE NOT fresh) FROM wri
 class Written:
     inserted: int
     updated: int
-    fresh: bool  # True: every row went into periods that had no data (the fast path)
 
 
 def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
@@ -314,7 +313,7 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
     cursor.execute(_RANGES_SQL, prepare=False)
     ranges = cursor.fetchall()
     if not ranges:
-        return Written(0, 0, fresh=False)
+        return Written(0, 0)
     rollups.lock({agent_id for agent_id, _m, _f, _l in ranges})
     spans = [rollups.bucket_span(first, last) for _a, _m, first, last in ranges]
     cursor.execute(_TAKEN_SQL, [[r[0] for r in ranges], [r[1] for r in ranges],
@@ -330,7 +329,7 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
                     [], {agent_id for agent_id, _m, _f, _l in ranges})
             logger.info("Batch %s: periods without data, %s rows inserted.", batch_id,
                         inserted)
-            return Written(inserted, 0, fresh=True)
+            return Written(inserted, 0)
         except psycopg.errors.UniqueViolation:
             logger.info("Batch %s: the file repeats a key; upserting instead.", batch_id)
     else:
@@ -341,7 +340,7 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
                    prepare=False)
     stored = max(cursor.fetchone()[0], 1)  # the planner's estimate (-1: never analysed)
     rollups.refresh(ranges, bulk=inserted + updated >= BULK_SHARE * stored)
-    return Written(inserted, updated, fresh=False)
+    return Written(inserted, updated)
 
 
 def drop_stage(cursor: psycopg.Cursor) -> None:
