@@ -314,7 +314,8 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
     ranges = cursor.fetchall()
     if not ranges:
         return Written(0, 0)
-    rollups.lock({agent_id for agent_id, _m, _f, _l in ranges})
+    agent_ids = {agent_id for agent_id, _m, _f, _l in ranges}
+    rollups.lock(agent_ids)
     spans = [rollups.bucket_span(first, last) for _a, _m, first, last in ranges]
     cursor.execute(_TAKEN_SQL, [[r[0] for r in ranges], [r[1] for r in ranges],
                                 [lo for lo, _hi in spans], [hi for _lo, hi in spans]],
@@ -326,7 +327,7 @@ def write(cursor: psycopg.Cursor, batch_id: int) -> Written:
                 inserted = cursor.rowcount
                 rollups.refresh_from_rows(
                     f"SELECT agent_id, metric_id, observed_at, value FROM ({_GOOD_SQL}) good",
-                    [], {agent_id for agent_id, _m, _f, _l in ranges})
+                    [], agent_ids)
             logger.info("Batch %s: periods without data, %s rows inserted.", batch_id,
                         inserted)
             return Written(inserted, 0)

@@ -129,7 +129,7 @@ def refresh(ranges: Iterable[Range], *, bulk: bool = False) -> int:
     with transaction.atomic():
         if not set_based():
             return _refresh_portable(merged)
-        _lock_agents([agent_id for (agent_id, _m) in merged])
+        lock([agent_id for (agent_id, _m) in merged])
         params = statement_params(merged)
         written = 0
         with connection.cursor() as cursor:
@@ -188,7 +188,7 @@ def rebuild() -> int:
     with transaction.atomic():
         if not set_based():
             return _rebuild_portable()
-        _lock_agents(range(LOCK_SLOTS))  # every slot: no refresh runs alongside
+        lock(range(LOCK_SLOTS))  # every slot: no refresh runs alongside
         written = 0
         with connection.cursor() as cursor:
             for grain in GRAINS:
@@ -215,10 +215,6 @@ def merge(ranges: Iterable[Range]) -> dict[tuple[int, int], tuple[datetime, date
 def lock(agent_ids: Iterable[int]) -> None:
     """Inside a transaction (PostgreSQL): hold the rollup locks of these agents until it ends,
     as every refresh does first; taking them again later in the transaction is free."""
-    _lock_agents(agent_ids)
-
-
-def _lock_agents(agent_ids: Iterable[int]) -> None:
     slots = sorted({agent_id % LOCK_SLOTS for agent_id in agent_ids})
     with connection.cursor() as cursor:
         # unnest yields the slots in array order: every refresh locks them ascending
